@@ -1,0 +1,162 @@
+"""The step logic shared by the scalar and the batched environment: N episodes as arrays.
+
+``InstantRewardEnv`` runs an ``EpisodeBatch`` of one row and ``BatchedInstantRewardEnv`` one of N rows,
+so both compute every observation, reward and score with the same code. ``ExampleSampler`` draws the
+example of each new episode from one RNG per row in blocks, identically for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Union
+
+import numpy as np
+
+from ir_env.rewards.base import CallablePotential, PrefixMetric
+from ir_env.rewards.shaping import Shaping
+from ir_env.tasks.base import Task, check_split
+from ir_env.tokenizer import EOS, PAD
+
+#: What a user may pass as ``potential``: a PrefixMetric factory (examples, num_rows) -> PrefixMetric, or
+#: a plain function (source ids, prefix ids, reference ids) -> float.
+PotentialSpec = Union[Callable[..., PrefixMetric], Callable[[np.ndarray, np.ndarray, np.ndarray], float]]
+
+SAMPLER_BLOCK = 64  # examples drawn per RNG call
+
+
+class ExampleSampler:
+    """Draws example indices uniformly with replacement, one RNG per row, ``SAMPLER_BLOCK`` at a time.
+
+    Drawing in blocks keeps the batched env's per-step cost free of per-row RNG calls; the scalar env
+    draws through the same class, so a batched row seeded with ``seed + i`` sees exactly the examples of
+    a scalar env seeded with ``seed + i``.
+    """
+
+    def __init__(self, num_examples: int, rngs: list[np.random.Generator]):
+        self.num_examples = num_examples
+        self.rngs = list(rngs)
+        self.buffer = np.zeros((len(self.rngs), SAMPLER_BLOCK), dtype=np.int64)
+        self.cursor = np.full(len(self.rngs), SAMPLER_BLOCK, dtype=np.int64)  # empty: refill on first draw
+
+    def reseed(self, row: int, rng: np.random.Generator) -> None:
+        """Give ``row`` a new RNG and drop the examples it had drawn ahead."""
+        self.rngs[row] = rng
+        self.cursor[row] = SAMPLER_BLOCK
+
+    def draw(self, rows: np.ndarray) -> np.ndarray:
+        """The next example index of each of ``rows``."""
+        for r in rows[self.cursor[rows] >= SAMPLER_BLOCK]:
+            self.buffer[r] = self.rngs[r].integers(self.num_examples, size=SAMPLER_BLOCK)
+            self.cursor[r] = 0
+        out = self.buffer[rows, self.cursor[rows]]
+        self.cursor[rows] += 1
+        return out
+
+
+@dataclass
+class StepResult:
+    """What one step of an EpisodeBatch produced, for all N rows (arrays of shape (N,))."""
+
+    reward: np.ndarray
+    done: np.ndarray
+    parts: dict[str, np.ndarray]
+    potential: np.ndarray  # Phi after the step (0 where done)
+    score: np.ndarray  # R(y) where done, NaN elsewhere
+
+
+class EpisodeBatch:
+    """N text-generation episodes in lock-step.
+
+    Args:
+        task: the task.
+        split: the split episodes draw examples from.
+        num_rows: N.
+        shaping: the reward shaping.
+        potential: optional user potential replacing the task metric as Phi (the score R(y) stays the
+            task metric's).
+    """
+
+    def __init__(self, task: Task, split: str, num_rows: int, shaping: Shaping, potential: PotentialSpec | None = None):
+        self.task = task
+        self.split = check_split(split)
+        self.examples = task.examples(split)
+        self.num_rows = num_rows
+        self.shaping = shaping
+        self.max_len = task.max_generation_len
+        self.metric = task.metric(self.examples, num_rows)
+        self.potential_metric = self.metric if potential is None else self._make_potential(potential)
+        self.example_ids = np.zeros(num_rows, dtype=np.int64)
+        self.generated = np.full((num_rows, self.max_len), PAD, dtype=np.int64)
+        self.length = np.zeros(num_rows, dtype=np.int64)
+        self.phi = np.zeros(num_rows, dtype=np.float64)
+
+    def _make_potential(self, potential: PotentialSpec) -> PrefixMetric:
+        if isinstance(potential, type) and issubclass(potential, PrefixMetric):
+            return potential(self.examples, self.num_rows)
+        if callable(potential):
+            try:
+                made = potential(self.examples, self.num_rows)
+            except TypeError:
+                made = None
+            if isinstance(made, PrefixMetric):
+                return made
+            return CallablePotential(potential, self.examples, self.num_rows, self.max_len)
+        raise TypeError(
+            f"potential must be a PrefixMetric class/factory or a function (source, prefix, reference) -> float, "
+            f"got {type(potential).__name__}"
+        )
+
+    def reset_rows(self, rows: np.ndarray, example_ids: np.ndarray) -> None:
+        """Start new episodes in ``rows`` (sorted) on ``example_ids``."""
+        self.example_ids[rows] = example_ids
+        self.generated[rows] = PAD
+        self.length[rows] = 0
+        phi0 = self.metric.reset(rows, example_ids)
+        if self.potential_metric is not self.metric:
+            phi0 = self.potential_metric.reset(rows, example_ids)
+        self.phi[rows] = phi0
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        """Append one token per row (EOS ends the row's episode); actions must be valid ids, (N,) int64."""
+        n = self.num_rows
+        grow = actions != EOS
+        rows = np.flatnonzero(grow)
+        all_grow = len(rows) == n
+        at = slice(None) if all_grow else rows
+        tokens = actions if all_grow else actions[rows]
+        position = self.length[at]
+
+        ex = self.examples
+        token_match = np.zeros(n, dtype=np.float64)
+        e = self.example_ids[at]
+        in_ref = position < ex.reference_len[e]
+        hit = in_ref & (ex.reference[e, np.minimum(position, ex.reference.shape[1] - 1)] == tokens)
+        token_match[at] = np.where(hit, 1.0 / ex.reference_len[e], 0.0)
+
+        self.generated[rows, position] = tokens
+        self.length[at] = position + 1
+        phi_next = self.phi.copy()
+        if len(rows):
+            pushed = self.metric.push(rows, tokens)
+            if self.potential_metric is not self.metric:
+                pushed = self.potential_metric.push(rows, tokens)
+            phi_next[at] = pushed
+        done = ~grow | (self.length >= self.max_len)
+
+        score = np.full(n, np.nan)
+        ended = np.flatnonzero(done)
+        if len(ended):
+            score[ended] = self.metric.score(ended)
+        reward, parts = self.shaping.rewards(self.phi, phi_next, done, score, token_match)
+        self.phi = np.where(done, 0.0, phi_next)
+        return StepResult(reward=reward, done=done, parts=parts, potential=self.phi.copy(), score=score)
+
+    def source(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """(k, S) source ids of ``rows`` (a fresh array)."""
+        return self.examples.source[self.example_ids[rows]]
+
+    def reference(self, row: int) -> np.ndarray:
+        """The reference ids of ``row``'s example."""
+        e = self.example_ids[row]
+        return self.examples.reference[e, : self.examples.reference_len[e]]

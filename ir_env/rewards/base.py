@@ -1,0 +1,122 @@
+"""The PrefixMetric contract: a sequence metric computed incrementally, one token at a time, for N rows.
+
+One implementation serves both environments: the scalar env holds a metric of one row, the batched env
+one of N rows, so the two cannot drift apart.
+
+Life of a row::
+
+    phi0 = metric.reset(rows, example_ids)   # Phi(empty prefix) of each row, usually 0
+    phi = metric.push(rows, tokens)          # Phi of each row's prefix after appending its token
+    ...
+    final = metric.score(rows)               # R(y) of each row's finished output
+
+``rows`` is a 1-D int array of distinct row indices in [0, N); ``tokens`` holds one token id per row.
+EOS is never pushed: the env ends the episode instead.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import numpy as np
+
+from ir_env.tasks.base import Examples
+from ir_env.tokenizer import Vocabulary
+
+
+class PrefixMetric(ABC):
+    """A batched, incremental sequence metric (the potential Phi of instant shaping).
+
+    Args:
+        examples: the split whose references the rows are scored against.
+        num_rows: N, the number of episodes tracked at once.
+    """
+
+    #: short name used in listings and infos
+    name: str = "metric"
+
+    def __init__(self, examples: Examples, num_rows: int):
+        if num_rows < 1:
+            raise ValueError(f"num_rows must be >= 1, got {num_rows}")
+        self.examples = examples
+        self.num_rows = num_rows
+        self.example_ids = np.zeros(num_rows, dtype=np.int64)
+        self.length = np.zeros(num_rows, dtype=np.int64)
+
+    def reset(self, rows: np.ndarray, example_ids: np.ndarray) -> np.ndarray:
+        """Start new, empty outputs in ``rows`` against ``example_ids``; returns Phi(empty), (len(rows),)."""
+        self.example_ids[rows] = example_ids
+        self.length[rows] = 0
+        self._reset(rows)
+        return self._potential(rows)
+
+    def push(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """Append ``tokens[i]`` to row ``rows[i]``; returns the new Phi of those rows, float64."""
+        self.length[rows] += 1
+        self._push(rows, tokens)
+        return self._potential(rows)
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        """R(y) of each row's current output. Default: the potential, since Phi of the whole output is R(y)."""
+        return self._potential(rows)
+
+    @abstractmethod
+    def _reset(self, rows: np.ndarray) -> None:
+        """Clear the incremental state of ``rows`` (example_ids and length are already set)."""
+
+    @abstractmethod
+    def _push(self, rows: np.ndarray, tokens: np.ndarray) -> None:
+        """Update the incremental state of ``rows`` with one token each (length is already incremented)."""
+
+    @abstractmethod
+    def _potential(self, rows: np.ndarray) -> np.ndarray:
+        """The metric of the current prefix of ``rows``, float64 (len(rows),)."""
+
+
+#: A user potential: (source ids, prefix ids, reference ids) -> float.
+PotentialFn = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+
+
+class CallablePotential(PrefixMetric):
+    """Wraps a plain Python function of (source, prefix, reference) id arrays as a PrefixMetric.
+
+    It recomputes the function on the whole prefix at every token (one Python call per row and step):
+    convenient for experiments, not fast.
+    """
+
+    name = "callable"
+
+    def __init__(self, fn: PotentialFn, examples: Examples, num_rows: int, max_len: int):
+        if not callable(fn):
+            raise TypeError(f"potential must be callable, got {type(fn).__name__}")
+        super().__init__(examples, num_rows)
+        self.fn = fn
+        self.prefix = np.zeros((num_rows, max_len), dtype=np.int64)
+
+    def _reset(self, rows: np.ndarray) -> None:
+        self.prefix[rows] = 0
+
+    def _push(self, rows: np.ndarray, tokens: np.ndarray) -> None:
+        self.prefix[rows, self.length[rows] - 1] = tokens
+
+    def _potential(self, rows: np.ndarray) -> np.ndarray:
+        ex = self.examples
+        out = np.empty(len(rows), dtype=np.float64)
+        for i, r in enumerate(rows):
+            e = self.example_ids[r]
+            value = self.fn(
+                ex.source[e, : ex.source_len[e]].copy(),
+                self.prefix[r, : self.length[r]].copy(),
+                ex.reference[e, : ex.reference_len[e]].copy(),
+            )
+            value = float(value)
+            if not np.isfinite(value):
+                raise ValueError(f"the potential function returned {value} (not finite) for row {int(r)}")
+            out[i] = value
+        return out
+
+
+def reference_words(vocab: Vocabulary, examples: Examples, example_id: int) -> list[str]:
+    """The reference of one example as words (for reference implementations in tests and benchmarks)."""
+    return vocab.decode(examples.reference[example_id, : examples.reference_len[example_id]])

@@ -1,0 +1,95 @@
+"""Reward shaping: how the stream of potentials Phi and the end of an episode become per-token rewards.
+
+Parts, computed every step for every row (so they can be logged and mixed):
+
+- ``sparse``:  R(y) at the last step, 0 before.
+- ``instant``: potential-based shaping (Ng, Harada & Russell 1999) on top of ``sparse``:
+  ``r_t = sparse_t + gamma * Phi(s_{t+1}) - Phi(s_t)`` with ``Phi(terminal) = 0``. When Phi is the task
+  metric and gamma = 1 this is ``Phi(y<=t) - Phi(y<t)`` before the end and ``R(y) - Phi(y<T)`` at the end,
+  so an episode's rewards sum to exactly ``R(y) - Phi(empty)`` (= R(y) for every built-in metric).
+- ``token``: the naive negative control, ``1/|y*|`` whenever the token equals the reference token at the
+  same position; it ignores the sequence metric entirely.
+
+The reward is ``sum_k weights[k] * part_k``. The modes ``sparse``, ``instant`` and ``token`` put weight 1
+on one part; ``mixed`` takes user weights (default half sparse, half instant). ``set_weights`` changes them
+at run time: a learner (or ``VectorEnv.call("set_reward_weights", ...)``) can schedule them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+REWARD_PARTS: tuple[str, ...] = ("sparse", "instant", "token")
+REWARD_MODES: tuple[str, ...] = ("sparse", "instant", "token", "mixed")
+DEFAULT_MIXED_WEIGHTS: dict[str, float] = {"sparse": 0.5, "instant": 0.5}
+
+
+def check_weights(weights: Mapping[str, float]) -> dict[str, float]:
+    """Validate shaping weights: known part names, finite numbers; missing parts get weight 0."""
+    if not isinstance(weights, Mapping):
+        raise TypeError(f"reward weights must be a mapping of {list(REWARD_PARTS)} to numbers, got {type(weights).__name__}")
+    unknown = sorted(set(weights) - set(REWARD_PARTS))
+    if unknown:
+        raise ValueError(f"unknown reward part(s) {unknown}; expected names from {list(REWARD_PARTS)}")
+    out = {part: 0.0 for part in REWARD_PARTS}
+    for part, w in weights.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)) or not np.isfinite(w):
+            raise ValueError(f"reward weight {part!r} must be a finite number, got {w!r}")
+        out[part] = float(w)
+    return out
+
+
+class Shaping:
+    """Turns potentials and episode ends into rewards.
+
+    Args:
+        mode: one of REWARD_MODES.
+        gamma: the discount of the potential difference, in (0, 1]; use the learner's discount.
+        weights: the part weights for ``mixed`` (ignored, and not allowed, for the other modes).
+    """
+
+    def __init__(self, mode: str = "instant", gamma: float = 1.0, weights: Mapping[str, float] | None = None):
+        if mode not in REWARD_MODES:
+            raise ValueError(f"unknown reward {mode!r}; expected one of {list(REWARD_MODES)}")
+        if isinstance(gamma, bool) or not isinstance(gamma, (int, float, np.integer, np.floating)) or not 0.0 < gamma <= 1.0:
+            raise ValueError(f"gamma must be a number in (0, 1], got {gamma!r}")
+        if weights is not None and mode != "mixed":
+            raise ValueError(f"reward_weights apply to reward='mixed' only, got reward={mode!r}")
+        self.mode = mode
+        self.gamma = float(gamma)
+        self.weights = check_weights(weights if weights is not None else DEFAULT_MIXED_WEIGHTS if mode == "mixed" else {mode: 1.0})
+
+    def set_weights(self, weights: Mapping[str, float]) -> None:
+        """Replace the part weights (any mode; parts left out get 0)."""
+        self.weights = check_weights(weights)
+
+    def rewards(
+        self,
+        phi_prev: np.ndarray,
+        phi_next: np.ndarray,
+        done: np.ndarray,
+        final_score: np.ndarray,
+        token_match: np.ndarray,
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Rewards of one step for k rows.
+
+        Args:
+            phi_prev: (k,) Phi before the step.
+            phi_next: (k,) Phi after the step (ignored where done: Phi(terminal) = 0).
+            done: (k,) bool, the episode ended at this step.
+            final_score: (k,) R(y), read where done.
+            token_match: (k,) the naive per-position match reward 1/|y*| or 0.
+
+        Returns:
+            the (k,) reward and the dict of (k,) parts.
+        """
+        sparse = np.where(done, final_score, 0.0)
+        instant = sparse + np.where(done, 0.0, self.gamma * phi_next) - phi_prev
+        parts = {"sparse": sparse, "instant": instant, "token": token_match}
+        reward = np.zeros_like(sparse)
+        for part, w in self.weights.items():
+            if w:
+                reward += w * parts[part]
+        return reward, parts

@@ -1,0 +1,103 @@
+"""Word-level vocabulary: special ids, encode/decode and detokenisation.
+
+Every task has one vocabulary that covers its sources and its outputs, so observations and actions share
+one id space (``Discrete(V)``) and a policy needs one embedding table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+PAD, BOS, EOS, UNK = 0, 1, 2, 3
+SPECIAL_TOKENS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", "<unk>")
+NUM_SPECIAL = len(SPECIAL_TOKENS)
+
+# Punctuation that attaches to the previous word when text is shown to a person.
+_CLOSING_PUNCTUATION = frozenset({".", ",", "?", "!", ";", ":", ")", "'s"})
+
+
+class Vocabulary:
+    """A fixed list of word tokens after the four specials ``<pad> <bos> <eos> <unk>`` (ids 0-3).
+
+    Args:
+        words: the task's words, in id order starting at id 4. Each must be a non-empty string without
+            whitespace, and no word may repeat or collide with a special token.
+    """
+
+    def __init__(self, words: Iterable[str]):
+        words = list(words)
+        tokens = list(SPECIAL_TOKENS) + words
+        index: dict[str, int] = {}
+        for i, token in enumerate(tokens):
+            if not isinstance(token, str) or not token or any(c.isspace() for c in token):
+                raise ValueError(f"vocabulary token {i} is {token!r}: expected a non-empty string without whitespace")
+            if token in index:
+                raise ValueError(f"vocabulary token {token!r} appears twice (ids {index[token]} and {i})")
+            index[token] = i
+        self.tokens: tuple[str, ...] = tuple(tokens)
+        self.index: dict[str, int] = index
+        self._token_array = np.array(self.tokens, dtype=object)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __contains__(self, word: str) -> bool:
+        return word in self.index
+
+    def __repr__(self) -> str:
+        return f"Vocabulary(size={len(self)})"
+
+    def id(self, word: str) -> int:
+        """The id of ``word``; raises KeyError naming the word if it is not in the vocabulary."""
+        try:
+            return self.index[word]
+        except KeyError:
+            raise KeyError(f"{word!r} is not in the vocabulary ({len(self)} tokens)") from None
+
+    def encode(self, text: str | Sequence[str]) -> np.ndarray:
+        """Ids (int64) of a whitespace-separated string or a list of words; unknown words map to UNK."""
+        words = text.split() if isinstance(text, str) else text
+        return np.array([self.index.get(w, UNK) for w in words], dtype=np.int64)
+
+    def decode(self, ids: Iterable[int], strip_special: bool = True) -> list[str]:
+        """Words of ``ids``. With ``strip_special`` PAD/BOS are dropped and decoding stops at EOS."""
+        words = []
+        for i in ids:
+            i = int(i)
+            if strip_special:
+                if i == EOS:
+                    break
+                if i in (PAD, BOS):
+                    continue
+            words.append(self.tokens[i])
+        return words
+
+    def detokenize(self, ids: Iterable[int]) -> str:
+        """Readable text: words joined by spaces, closing punctuation attached to the word before it."""
+        out = ""
+        for word in self.decode(ids):
+            if out and word not in _CLOSING_PUNCTUATION:
+                out += " "
+            out += word
+        return out
+
+    def mask(self, words: Iterable[str]) -> np.ndarray:
+        """A bool mask of shape (V,) that is True at the ids of ``words`` (each must exist)."""
+        mask = np.zeros(len(self), dtype=bool)
+        for w in words:
+            mask[self.id(w)] = True
+        return mask
+
+
+def pad_batch(sequences: Sequence[np.ndarray], width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stack id sequences into a PAD-filled (M, width) int64 array and their lengths (M,)."""
+    out = np.full((len(sequences), width), PAD, dtype=np.int64)
+    lengths = np.zeros(len(sequences), dtype=np.int64)
+    for i, seq in enumerate(sequences):
+        if len(seq) > width:
+            raise ValueError(f"sequence {i} has {len(seq)} tokens, more than the width {width}")
+        out[i, : len(seq)] = seq
+        lengths[i] = len(seq)
+    return out, lengths
