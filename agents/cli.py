@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 import ir_env
-from ir_env import EOS, ENV_IDS, REWARD_MODES, InstantRewardEnv, make_task, task_names
+from ir_env import ENV_IDS, EOS, REWARD_MODES, InstantRewardEnv, make_task, task_names
 from ir_env.tasks import TASKS
 
 

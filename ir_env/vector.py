@@ -21,7 +21,6 @@ from ir_env.episodes import EpisodeBatch, ExampleSampler, PotentialSpec
 from ir_env.rewards.shaping import REWARD_PARTS, Shaping
 from ir_env.tasks import make_task
 from ir_env.tasks.base import Task
-from ir_env.tokenizer import PAD
 
 
 class BatchedInstantRewardEnv(VectorEnv):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import ir_env
-from ir_env import EOS, ENV_IDS, REWARD_MODES, InstantRewardEnv, PrefixMetric
+from ir_env import ENV_IDS, EOS, REWARD_MODES, InstantRewardEnv, PrefixMetric
 
 TASKS = ["translation", "sentiment", "matching:qa", "matching:summary"]
 

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ir_env.tasks.base import Examples, Task, check_split
-from ir_env.tasks.translation import Pair, UniformStream, build_splits, check_sizes, draw_unique
+from ir_env.tasks.generation import (
+    Pair,
+    UniformStream,
+    build_splits,
+    check_sizes,
+    draw_unique,
+)
 from ir_env.tokenizer import EOS, NUM_SPECIAL, Vocabulary
 
 if TYPE_CHECKING:
