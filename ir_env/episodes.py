@@ -88,6 +88,7 @@ class EpisodeBatch:
         self.potential_metric = self.metric if potential is None else self._make_potential(potential)
         self.example_ids = np.zeros(num_rows, dtype=np.int64)
         self.generated = np.full((num_rows, self.max_len), PAD, dtype=np.int64)
+        self.sources = np.full((num_rows, task.max_source_len), PAD, dtype=np.int64)  # each row's source
         self.length = np.zeros(num_rows, dtype=np.int64)
         self.phi = np.zeros(num_rows, dtype=np.float64)
 
@@ -110,6 +111,7 @@ class EpisodeBatch:
     def reset_rows(self, rows: np.ndarray, example_ids: np.ndarray) -> None:
         """Start new episodes in ``rows`` (sorted) on ``example_ids``."""
         self.example_ids[rows] = example_ids
+        self.sources[rows] = self.examples.source[example_ids]
         self.generated[rows] = PAD
         self.length[rows] = 0
         phi0 = self.metric.reset(rows, example_ids)
@@ -147,14 +149,17 @@ class EpisodeBatch:
         score = np.full(n, np.nan)
         ended = np.flatnonzero(done)
         if len(ended):
-            score[ended] = self.metric.score(ended)
+            if self.potential_metric is self.metric and self.metric.score_is_potential:
+                score[ended] = phi_next[ended]  # R(y) = Phi(y), just computed
+            else:
+                score[ended] = self.metric.score(ended)
         reward, parts = self.shaping.rewards(self.phi, phi_next, done, score, token_match)
         self.phi = np.where(done, 0.0, phi_next)
         return StepResult(reward=reward, done=done, parts=parts, potential=self.phi.copy(), score=score)
 
     def source(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         """(k, S) source ids of ``rows`` (a fresh array)."""
-        return self.examples.source[self.example_ids[rows]]
+        return self.sources[rows].copy() if isinstance(rows, slice) else self.sources[rows]
 
     def reference(self, row: int) -> np.ndarray:
         """The reference ids of ``row``'s example."""

@@ -38,7 +38,11 @@ class Vocabulary:
             index[token] = i
         self.tokens: tuple[str, ...] = tuple(tokens)
         self.index: dict[str, int] = index
-        self._token_array = np.array(self.tokens, dtype=object)
+        # What each id adds to detokenised text: nothing (PAD, BOS), the word glued on (closing
+        # punctuation) or a space and the word; detokenize joins these pieces in one pass.
+        self._pieces: list[str] = [
+            "" if i in (PAD, BOS) else t if t in _CLOSING_PUNCTUATION else " " + t for i, t in enumerate(self.tokens)
+        ]
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -75,13 +79,22 @@ class Vocabulary:
         return words
 
     def detokenize(self, ids: Iterable[int]) -> str:
-        """Readable text: words joined by spaces, closing punctuation attached to the word before it."""
-        out = ""
-        for word in self.decode(ids):
-            if out and word not in _CLOSING_PUNCTUATION:
-                out += " "
-            out += word
-        return out
+        """Readable text: words joined by spaces, closing punctuation attached to the word before it.
+
+        PAD and BOS are skipped and the text stops at EOS, as in ``decode``.
+        """
+        ids = ids.tolist() if isinstance(ids, np.ndarray) else [int(i) for i in ids]
+        if EOS in ids:
+            ids = ids[: ids.index(EOS)]
+        return "".join(map(self._pieces.__getitem__, ids)).lstrip(" ")
+
+    def detokenize_rows(self, ids: np.ndarray, lengths: np.ndarray) -> list[str]:
+        """``detokenize`` of each row's first ``lengths[i]`` ids of a (k, T) array, in one pass."""
+        pieces = self._pieces
+        return [
+            "".join(map(pieces.__getitem__, row[:n])).lstrip(" ")
+            for row, n in zip(ids.tolist(), lengths.tolist())
+        ]
 
     def mask(self, words: Iterable[str]) -> np.ndarray:
         """A bool mask of shape (V,) that is True at the ids of ``words`` (each must exist)."""

@@ -194,11 +194,20 @@ class BatchedInstantRewardEnv(VectorEnv):
         return {"source": self.episodes.source(), "generated": self.episodes.generated.copy()}
 
     def _final_obs(self, rows: np.ndarray) -> np.ndarray:
-        source, generated = self.episodes.source(rows), self.episodes.generated[rows]
+        source, generated = self.episodes.source(rows), self.episodes.generated[rows]  # fresh (k, .) arrays
         out = np.full(self.num_envs, None, dtype=object)
-        for j, r in enumerate(rows):
-            out[r] = {"source": source[j], "generated": generated[j]}
+        out[rows] = [{"source": s, "generated": g} for s, g in zip(source, generated)]
         return out
+
+    def _reference(self, example: int) -> str:
+        """The detokenised reference of ``example``, memoised."""
+        text = self._reference_text.get(example)
+        if text is None:
+            examples = self.episodes.examples
+            text = self._reference_text[example] = self.task.vocab.detokenize(
+                examples.reference[example, : examples.reference_len[example]]
+            )
+        return text
 
     def _final_info(self, rows: np.ndarray, result, terminated: np.ndarray, ended: np.ndarray) -> dict[str, Any]:
         n, ep = self.num_envs, self.episodes
@@ -211,15 +220,12 @@ class BatchedInstantRewardEnv(VectorEnv):
             info["score"], info["_score"] = np.where(terminated, result.score, 0.0), terminated
             info["length"], info["_length"] = np.where(terminated, ep.length, 0), terminated
             if self.info_text:
+                done = np.flatnonzero(terminated)
+                vocab, examples = self.task.vocab, ep.examples
                 text = np.full(n, None, dtype=object)
+                text[done] = vocab.detokenize_rows(ep.generated[done], ep.length[done])
                 reference = np.full(n, None, dtype=object)
-                vocab = self.task.vocab
-                for r in np.flatnonzero(terminated):
-                    text[r] = vocab.detokenize(ep.generated[r, : ep.length[r]])
-                    e = int(ep.example_ids[r])
-                    if e not in self._reference_text:
-                        self._reference_text[e] = vocab.detokenize(ep.reference(r))
-                    reference[r] = self._reference_text[e]
+                reference[done] = [self._reference(int(e)) for e in ep.example_ids[done]]
                 info["text"], info["_text"] = text, terminated
                 info["reference"], info["_reference"] = reference, terminated
         return info

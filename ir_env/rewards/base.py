@@ -35,6 +35,8 @@ class PrefixMetric(ABC):
 
     #: short name used in listings and infos
     name: str = "metric"
+    #: Phi(empty prefix) is 0 (true of every built-in metric): reset() then skips computing it
+    empty_is_zero: bool = False
 
     def __init__(self, examples: Examples, num_rows: int):
         if num_rows < 1:
@@ -49,7 +51,7 @@ class PrefixMetric(ABC):
         self.example_ids[rows] = example_ids
         self.length[rows] = 0
         self._reset(rows)
-        return self._potential(rows)
+        return np.zeros(len(rows)) if self.empty_is_zero else self._potential(rows)
 
     def push(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
         """Append ``tokens[i]`` to row ``rows[i]``; returns the new Phi of those rows, float64."""
@@ -58,8 +60,16 @@ class PrefixMetric(ABC):
         return self._potential(rows)
 
     def score(self, rows: np.ndarray) -> np.ndarray:
-        """R(y) of each row's current output. Default: the potential, since Phi of the whole output is R(y)."""
+        """R(y) of each row's current output. Default: the potential, since Phi of the whole output is R(y).
+
+        A subclass whose final score differs from its potential overrides this method.
+        """
         return self._potential(rows)
+
+    @property
+    def score_is_potential(self) -> bool:
+        """True when ``score`` is the inherited one, so a caller holding the last Phi need not recompute."""
+        return type(self).score is PrefixMetric.score
 
     @abstractmethod
     def _reset(self, rows: np.ndarray) -> None:

@@ -73,6 +73,7 @@ class IncrementalBLEU(PrefixMetric):
     """
 
     name = "bleu"
+    empty_is_zero = True
 
     def __init__(self, examples: Examples, num_rows: int):
         super().__init__(examples, num_rows)
@@ -81,8 +82,12 @@ class IncrementalBLEU(PrefixMetric):
         self.tail = np.zeros((MAX_ORDER, num_rows), dtype=np.uint64)  # packed last n tokens, n = 1..4
         self.correct = np.zeros((MAX_ORDER, num_rows), dtype=np.int64)  # clipped n-gram matches
         self.used = np.zeros((num_rows, self.tables.max_slots), dtype=np.int32)  # matches per table slot
+        self.table_start = np.zeros(num_rows, dtype=np.int64)  # each row's example table
+        self.table_shift = np.zeros(num_rows, dtype=np.uint64)
 
     def _reset(self, rows: np.ndarray) -> None:
+        e = self.example_ids[rows]
+        self.table_start[rows], self.table_shift[rows] = self.tables.start[e], self.tables.shift[e]
         self.tail[:, rows] = 0
         self.correct[:, rows] = 0
         self.used[rows] = 0
@@ -98,18 +103,17 @@ class IncrementalBLEU(PrefixMetric):
         tail[1:] = (self.tail[:-1, at] << _SHIFT) | tok
         self.tail[:, at] = tail
 
-        e = self.example_ids[at]
-        cell = t.lookup(e, tail | _ORDER_TAG[:, None])  # (4, k): the n-gram's slot, or -1
-        found = (cell >= 0) & (np.arange(MAX_ORDER)[:, None] < self.length[at])  # no n-gram longer than the prefix
+        start = self.table_start[at]
+        found, cell = t.find(start, self.table_shift[at], tail | _ORDER_TAG[:, None])  # (4, k)
+        found &= np.arange(MAX_ORDER)[:, None] < self.length[at]  # no n-gram longer than the prefix
 
         k = len(rows)
         hit = np.flatnonzero(found)  # flat (order, row) indices into (4, k)
         order, col = np.divmod(hit, k)
         row = rows[col]
         table_cell = cell.ravel()[hit]
-        slot = table_cell - t.start[e[col]]
+        flat = row * self.used.shape[1] + (table_cell - start[col])  # (row, slot) in the counters
         used = self.used.ravel()
-        flat = row * self.used.shape[1] + slot
         used[flat] += 1  # one n-gram per order per row: no (row, slot) pair repeats
         within = used[flat] <= t.count[table_cell]
         self.correct.ravel()[order[within] * self.num_rows + row[within]] += 1
@@ -138,28 +142,28 @@ def bleu_from_counts(correct: np.ndarray, sys_len: np.ndarray, ref_len: np.ndarr
     need = int(sys_len.max(initial=0)) + 1  # correct <= L too
     if need > len(_LOG):
         _grow_log_tables(need)
-    eff_order = np.minimum(sys_len, MAX_ORDER)
-    c1, c2, c3, c4 = correct
-    zeros = (c1 == 0).astype(np.int64) + (c2 == 0) + (c3 == 0) + (c4 == 0) - (MAX_ORDER - eff_order)
-    log_sum = (_LOG[c1] + _LOG[c2] + _LOG[c3] + _LOG[c4]) - (_CUMLOG[sys_len] - _CUMLOG[sys_len - eff_order])
-    log_sum -= _LN2 * (zeros * (zeros + 1) // 2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_bp = np.minimum(1.0 - ref_len / sys_len, 0.0)
-        score = np.exp(log_sum / eff_order + log_bp)
-    return np.where(c1 > 0, score, 0.0)  # no unigram match means no match at all: BLEU 0
+    length = np.maximum(sys_len, 1)  # empty rows score 0 below; this only keeps the arithmetic finite
+    eff_order = np.minimum(length, MAX_ORDER)
+    zeros = np.count_nonzero(correct == 0, axis=0) - (MAX_ORDER - eff_order)  # zero-match orders <= e
+    log_sum = _LOG[correct].sum(axis=0) - _TOTAL_LOG[length] - _ZERO_PENALTY[zeros]
+    log_bp = np.minimum(1.0 - ref_len / length, 0.0)
+    score = np.exp(log_sum / eff_order + log_bp)
+    return np.where(correct[0] > 0, score, 0.0)  # no unigram match means no match at all: BLEU 0
 
 
-_LN2 = float(np.log(2.0))
-_LOG = np.zeros(0)
-_CUMLOG = np.zeros(0)
+_LOG = np.zeros(0)  # log i, with log 0 := 0
+_TOTAL_LOG = np.zeros(0)  # sum_{n <= min(L, 4)} log(L - n + 1): the log n-gram totals of a length-L prefix
+_ZERO_PENALTY = np.log(2.0) * np.array([z * (z + 1) / 2 for z in range(MAX_ORDER + 1)])  # exp smoothing
 
 
 def _grow_log_tables(n: int) -> None:
-    """log(i) (with log 0 := 0) and sum_{j<=i} log j for i < n, grown by doubling."""
-    global _LOG, _CUMLOG
+    """The tables of logs for lengths below n, grown by doubling."""
+    global _LOG, _TOTAL_LOG
     n = max(n, 2 * len(_LOG), 1024)
     _LOG = np.log(np.maximum(np.arange(n, dtype=np.float64), 1.0))
-    _CUMLOG = np.cumsum(_LOG)
+    cumulative = np.cumsum(_LOG)
+    lengths = np.arange(n)
+    _TOTAL_LOG = cumulative - cumulative[np.maximum(lengths - MAX_ORDER, 0)]
 
 
 _grow_log_tables(1024)

@@ -180,6 +180,7 @@ class TokenF1(PrefixMetric):
     """
 
     name = "f1"
+    empty_is_zero = True
 
     def __init__(self, examples: Examples, num_rows: int, vocab: Vocabulary):
         super().__init__(examples, num_rows)

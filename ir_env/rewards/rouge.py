@@ -87,6 +87,7 @@ class RougeL(PrefixMetric):
     """
 
     name = "rouge_l"
+    empty_is_zero = True
 
     def __init__(self, examples: Examples, num_rows: int, vocab: Vocabulary):
         super().__init__(examples, num_rows)

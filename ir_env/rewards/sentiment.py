@@ -91,6 +91,7 @@ class VaderCompound(PrefixMetric):
     """
 
     name = "vader"
+    empty_is_zero = True
 
     def __init__(self, examples: Examples, num_rows: int, vocab: Vocabulary, max_len: int = 64):
         super().__init__(examples, num_rows)

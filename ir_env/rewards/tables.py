@@ -19,7 +19,7 @@ _HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top b
 
 def _home(key: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """Home slot of keys in tables of 2**(64 - shift) slots: the top bits of a Fibonacci hash."""
-    return ((key * _HASH_MULTIPLIER) >> shift).astype(np.int64)
+    return ((key * _HASH_MULTIPLIER) >> shift).view(np.int64)  # < 2**63 since shift >= 2
 
 
 class ExampleHashTables:
@@ -62,11 +62,19 @@ class ExampleHashTables:
 
         ``example`` and ``key`` broadcast together (any shape, e.g. (4, k) for four n-gram orders).
         """
-        cell = self.start[example] + _home(key, self.shift[example])
+        found, cell = self.find(self.start[example], self.shift[example], key)
+        return np.where(found, cell, -1)
+
+    def find(self, start: np.ndarray, shift: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``lookup`` for callers that keep each row's table ``start`` and ``shift``: (found, cell) arrays.
+
+        ``cell`` is meaningful only where ``found``.
+        """
+        cell = start + _home(key, shift)
         stored0, stored1 = self.key[cell], self.key[cell + 1]
         at_home = stored0 == key
         found = at_home | (stored1 == key)
-        cell = cell + ~at_home  # where found: the slot holding the key
+        cell += ~at_home  # where found: the slot holding the key
         # Rare: two occupied slots and no match yet; probe on until the key or an empty slot turns up.
         far = np.flatnonzero(~found & (stored0 != 0) & (stored1 != 0))
         if len(far):
@@ -80,4 +88,4 @@ class ExampleHashTables:
                 flat_cell[far[hit]] = far_cell[hit]
                 go_on = ~hit & (stored != 0)
                 far, far_cell, far_key = far[go_on], far_cell[go_on], far_key[go_on]
-        return np.where(found, cell, -1)
+        return found, cell

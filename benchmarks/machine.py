@@ -1,0 +1,52 @@
+"""One line describing the machine a benchmark ran on, for the header of every results file."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo, or what platform knows elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def memory_gib() -> float | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def machine_description() -> str:
+    """CPU, cores, memory, OS, Python and key library versions, and today's date."""
+    import gymnasium
+    import numpy
+
+    mem = memory_gib()
+    parts = [
+        cpu_model(),
+        f"{os.cpu_count()} cores",
+        f"{mem:.0f} GiB RAM" if mem else "",
+        f"{platform.system()} {platform.release()}",
+        f"Python {platform.python_version()}",
+        f"numpy {numpy.__version__}",
+        f"gymnasium {gymnasium.__version__}",
+    ]
+    try:
+        import torch
+
+        parts.append(f"torch {torch.__version__}")
+        if torch.cuda.is_available():
+            parts.append(f"GPU {torch.cuda.get_device_name(0)}")
+    except ImportError:
+        pass
+    return ", ".join(p for p in parts if p) + f"; {datetime.date.today().isoformat()}"
