@@ -1,18 +1,24 @@
 """The ``instant-reward`` command.
 
-    instant-reward list                      # tasks, reward shapings and registered env ids
-    instant-reward play --task translation   # a reference-following and a random policy, token by token
+    instant-reward list                                  # tasks, reward shapings and registered env ids
+    instant-reward play --task translation               # reference-following and random policy, token by token
+    instant-reward train --task translation --out runs/t # warm start + PPO on the instant reward
+    instant-reward eval --checkpoint runs/t --split test # greedy and sampled task score
+    instant-reward sample --checkpoint runs/t -n 3       # generations with each token's reward
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 import ir_env
+from agents.checkpoint import CheckpointError
 from ir_env import ENV_IDS, EOS, REWARD_MODES, InstantRewardEnv, make_task, task_names
 from ir_env.tasks import TASKS
 
@@ -63,10 +69,96 @@ def cmd_play(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_dict(text: str) -> dict[str, float]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"instant\": 0.5}}', got {text!r} ({err})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from agents.ppo import PPOConfig
+    from agents.supervised import MLEConfig
+    from agents.trainer import RunConfig, train
+
+    ppo = PPOConfig(
+        algo=args.algo, num_envs=args.num_envs, learning_rate=args.lr, gamma=args.gamma, update_epochs=args.epochs,
+        num_minibatches=args.minibatches, ent_coef=args.ent_coef, temperature=args.temperature, kl_coef=args.kl_coef,
+        kl_target=args.kl_target, rloo_k=args.rloo_k, schedule=args.schedule, weights_start=args.weights_start or {},
+        weights_end=args.weights_end or {}, adaptive_target=args.adaptive_target, anneal_lr=args.anneal_lr,
+    )
+    config = RunConfig(
+        task=args.task, reward=args.reward, reward_weights=args.reward_weights, seed=args.seed,
+        total_tokens=args.total_tokens, model=args.model, device=args.device, out=args.out, init=args.init,
+        mle=MLEConfig(steps=args.mle_steps, learning_rate=args.mle_lr), ppo=ppo, eval_every=args.eval_every,
+        eval_examples=args.eval_examples, checkpoint_every=args.checkpoint_every, resume=args.resume,
+        stop_after_updates=args.stop_after_updates, progress=not args.no_progress,
+    )
+    summary = train(config)
+    if summary.get("valid"):
+        print(f"valid score (greedy, {int(summary['valid']['episodes'])} examples): {summary['valid']['score']:.4f}")
+    return 0
+
+
+def _load_policy(path: str, device_name: str):
+    from agents.checkpoint import load_weights
+    from agents.trainer import RunConfig, build_model, resolve_device
+
+    meta_file = Path(path) / "checkpoint" / "meta.json"
+    if not meta_file.exists():
+        meta_file = Path(path) / "meta.json"
+    if not meta_file.exists():
+        raise ValueError(f"{path} holds no checkpoint (no checkpoint/meta.json); pass a train --out folder")
+    run = json.loads(meta_file.read_text())["config"]
+    config = RunConfig(task=run["task"], model=run["model"], seed=run["seed"], task_kwargs=run.get("task_kwargs", {}))
+    device = resolve_device(device_name)
+    model = build_model(config, make_task(config.task, **config.task_kwargs), device)
+    load_weights(path, model)
+    return model.eval(), config
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from agents.rollout import evaluate
+
+    model, config = _load_policy(args.checkpoint, args.device)
+    for greedy in (True, False):
+        result = evaluate(model, config.task, args.split, greedy=greedy, max_examples=args.max_examples,
+                          seed=args.seed, task_kwargs=config.task_kwargs)
+        mode = "greedy " if greedy else "sampled"
+        print(f"{config.task} {args.split} {mode}: score {result['score']:.4f}  length {result['length']:.1f}  "
+              f"({int(result['episodes'])} examples)")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    model, config = _load_policy(args.checkpoint, args.device)
+    env = InstantRewardEnv(task=config.task, split=args.split, render_mode="ansi", **config.task_kwargs)
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    mask = torch.as_tensor(env.action_masks(), device=device)
+    for i in range(args.n):
+        obs, _ = env.reset(seed=args.seed + i)
+        tokens = model.sample(torch.as_tensor(obs["source"][None], device=device), env.task.max_generation_len,
+                              action_mask=mask, greedy=args.greedy, generator=generator)[0].tolist()
+        for token in tokens:
+            _, _, terminated, _, info = env.step(int(token))
+            if terminated:
+                break
+        print(env.render())
+        print(f"score {info['score']:.4f}\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="instant-reward", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list tasks, reward shapings and env ids").set_defaults(func=cmd_list)
+
     play = sub.add_parser("play", help="play episodes with a reference-following and a random policy")
     play.add_argument("--task", default="translation", choices=task_names())
     play.add_argument("--reward", default="instant", choices=REWARD_MODES)
@@ -75,6 +167,62 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--episodes", type=int, default=2)
     play.add_argument("--seed", type=int, default=0)
     play.set_defaults(func=cmd_play)
+
+    from agents.ppo import ALGOS, SCHEDULES
+
+    train = sub.add_parser("train", help="train a policy (warm start + PPO by default)",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train.add_argument("--task", default="translation", choices=task_names())
+    train.add_argument("--reward", default="instant", choices=REWARD_MODES)
+    train.add_argument("--reward-weights", type=_json_dict, default=None, help="JSON weights for --reward mixed")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--total-tokens", type=int, default=200_000, help="budget of generated tokens")
+    train.add_argument("--model", default="tiny", choices=["tiny", "small", "base", "large"])
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    train.add_argument("--out", default="runs/default", help="output folder")
+    train.add_argument("--init", default="mle", help="scratch, mle, or a checkpoint folder / .safetensors file")
+    train.add_argument("--mle-steps", type=int, default=300, help="warm-start steps (--init mle)")
+    train.add_argument("--mle-lr", type=float, default=3e-3)
+    train.add_argument("--algo", default="ppo", choices=ALGOS)
+    train.add_argument("--num-envs", type=int, default=64, help="episodes per rollout (per rank)")
+    train.add_argument("--lr", type=float, default=3e-4)
+    train.add_argument("--gamma", type=float, default=1.0)
+    train.add_argument("--epochs", type=int, default=4, help="PPO epochs per rollout")
+    train.add_argument("--minibatches", type=int, default=4)
+    train.add_argument("--ent-coef", type=float, default=0.0)
+    train.add_argument("--temperature", type=float, default=1.0)
+    train.add_argument("--kl-coef", type=float, default=0.0, help="per-token KL penalty to the initial policy")
+    train.add_argument("--kl-target", type=float, default=None, help="adapt --kl-coef towards this sequence KL")
+    train.add_argument("--rloo-k", type=int, default=4)
+    train.add_argument("--schedule", default="constant", choices=SCHEDULES, help="how the shaping weights move")
+    train.add_argument("--weights-start", type=_json_dict, default=None)
+    train.add_argument("--weights-end", type=_json_dict, default=None)
+    train.add_argument("--adaptive-target", type=float, default=0.5)
+    train.add_argument("--anneal-lr", action="store_true")
+    train.add_argument("--eval-every", type=int, default=10)
+    train.add_argument("--eval-examples", type=int, default=256)
+    train.add_argument("--checkpoint-every", type=int, default=20)
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    train.add_argument("--stop-after-updates", type=int, default=None, help="stop early (resumable)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="task score of a checkpoint, greedy and sampled")
+    ev.add_argument("--checkpoint", required=True)
+    ev.add_argument("--split", default="valid")
+    ev.add_argument("--max-examples", type=int, default=None)
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.set_defaults(func=cmd_eval)
+
+    sample = sub.add_parser("sample", help="generations of a checkpoint with each token's reward")
+    sample.add_argument("--checkpoint", required=True)
+    sample.add_argument("-n", type=int, default=3)
+    sample.add_argument("--split", default="valid")
+    sample.add_argument("--greedy", action="store_true")
+    sample.add_argument("--device", default="auto")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.set_defaults(func=cmd_sample)
     return parser
 
 
@@ -83,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as err:
+    except (ValueError, CheckpointError) as err:
         parser.exit(2, f"instant-reward: error: {err}\n")
     return 1
 

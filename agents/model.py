@@ -13,12 +13,12 @@ Two ways to run the same weights:
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
-import torch.nn as nn
+from torch import nn
 from torch.nn import functional as F
 
 from ir_env.tokenizer import BOS, EOS, NUM_SPECIAL, PAD
@@ -30,17 +30,19 @@ VALUE_HEAD_INIT_STD = 1e-3
 
 #: name -> architecture; d_ff is 4 * d_model throughout, as in Vaswani et al. (2017).
 PRESETS: dict[str, dict[str, int]] = {
-    "tiny": dict(d_model=64, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=256),  # CPU tests
-    "small": dict(d_model=256, n_heads=4, n_encoder_layers=3, n_decoder_layers=3, d_ff=1024),
-    "base": dict(d_model=384, n_heads=6, n_encoder_layers=4, n_decoder_layers=4, d_ff=1536),
-    "large": dict(d_model=512, n_heads=8, n_encoder_layers=6, n_decoder_layers=6, d_ff=2048),
+    "tiny": {"d_model": 64, "n_heads": 2, "n_encoder_layers": 1, "n_decoder_layers": 1, "d_ff": 256},  # CPU tests
+    "small": {"d_model": 256, "n_heads": 4, "n_encoder_layers": 3, "n_decoder_layers": 3, "d_ff": 1024},
+    "base": {"d_model": 384, "n_heads": 6, "n_encoder_layers": 4, "n_decoder_layers": 4, "d_ff": 1536},
+    "large": {"d_model": 512, "n_heads": 8, "n_encoder_layers": 6, "n_decoder_layers": 6, "d_ff": 2048},
 }
 
-RowsLike = Union[torch.Tensor, np.ndarray, Sequence[int]]
+RowsLike = torch.Tensor | np.ndarray | Sequence[int]
 
 
 @dataclass
 class ModelConfig:
+    """Architecture of a ``PolicyModel``; ``ModelConfig.preset`` gives the named sizes of ``PRESETS``."""
+
     vocab_size: int
     """V: the id space shared by sources and actions (the env's ``Discrete(V)``), specials included."""
     max_source_len: int
@@ -90,7 +92,7 @@ class ModelConfig:
         return cls(vocab_size=vocab_size, max_source_len=max_source_len, max_target_len=max_target_len, **fields)
 
 
-def apply_action_mask(logits: torch.Tensor, action_mask: Optional[Union[torch.Tensor, np.ndarray]]) -> torch.Tensor:
+def apply_action_mask(logits: torch.Tensor, action_mask: torch.Tensor | np.ndarray | None) -> torch.Tensor:
     """``logits`` with the actions ``action_mask`` forbids set to the lowest finite value of their dtype.
 
     Args:
@@ -111,6 +113,11 @@ def apply_action_mask(logits: torch.Tensor, action_mask: Optional[Union[torch.Te
         raise ValueError(f"action_mask has shape {tuple(action_mask.shape)}; expected ({logits.shape[-1]},) "
                          f"or {tuple(logits.shape)}, the shape of the logits it masks")
     return logits.masked_fill(~action_mask, torch.finfo(logits.dtype).min)
+
+
+def _describe(x: object) -> str:
+    """A bad argument in an error message: shape and dtype of a tensor, else its type."""
+    return f"a tensor {tuple(x.shape)} {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
 
 
 def _attention_mask(source_pad_mask: torch.Tensor) -> torch.Tensor:
@@ -142,7 +149,7 @@ class Attention(nn.Module):
         k, v = self.key_value(x).chunk(2, dim=-1)  # (B, L, C) each
         return self.split_heads(k), self.split_heads(v)  # (B, H, L, D) each
 
-    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor] = None,
+    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
                 is_causal: bool = False) -> torch.Tensor:
         B, L, C = x.shape
         q = self.split_heads(self.query(x))  # (B, H, L, D)
@@ -188,7 +195,7 @@ class DecoderBlock(nn.Module):
         self.mlp = MLP(config)
 
     def forward(self, x: torch.Tensor, memory_kv: tuple[torch.Tensor, torch.Tensor], memory_mask: torch.Tensor,
-                cache: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
+                cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """``cache`` None: a teacher-forced pass with a causal mask. Otherwise ``(k_cache, v_cache, index,
         cache_mask)``: x is one new position per row, whose keys and values are written at ``index``."""
         h = self.ln_1(x)
@@ -264,8 +271,7 @@ class PolicyModel(nn.Module):
 
     def _check_tokens(self, name: str, ids: torch.Tensor, max_len: int) -> None:
         if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.dtype != torch.int64:
-            what = f"{type(ids).__name__} {tuple(ids.shape)} {ids.dtype}" if isinstance(ids, torch.Tensor) else type(ids).__name__
-            raise ValueError(f"{name} must be an int64 tensor of shape (B, L), got {what}; "
+            raise ValueError(f"{name} must be an int64 tensor of shape (B, L), got {_describe(ids)}; "
                              "wrap env observations with torch.as_tensor(obs[...])")
         if not 1 <= ids.shape[1] <= max_len:
             raise ValueError(f"{name} has length {ids.shape[1]}; the model covers 1..{max_len} positions "
@@ -307,6 +313,7 @@ class PolicyModel(nn.Module):
             logits (B, T, V) of the token at each output position, and values (B, T): V(s_t) of the state
             whose first t tokens are generated.
         """
+        self._check_tokens("source", source, self.config.max_source_len)
         self._check_tokens("target_in", target_in, self.config.max_target_len)
         if source.shape[0] != target_in.shape[0]:
             raise ValueError(f"source has {source.shape[0]} rows but target_in has {target_in.shape[0]}")
@@ -318,7 +325,7 @@ class PolicyModel(nn.Module):
         return self._outputs(x)
 
     def evaluate_actions(self, source: torch.Tensor, actions: torch.Tensor,
-                         action_mask: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                         action_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Log-probabilities, entropies and values of a whole sequence of actions in one pass.
 
         Args:
@@ -360,12 +367,12 @@ class PolicyModel(nn.Module):
         """Read one more decoder input per row (BOS first, then the token the row last emitted).
 
         Returns logits (B, V) of each row's next token and values (B,) of each row's current state; the
-        prefix is not re-encoded. Rows may sit at different positions (see ``reset_rows``).
+        prefix is not re-encoded. Rows may sit at different positions (see ``reset_rows``). No gradients:
+        this is for rollouts; the update re-evaluates whole sequences with ``forward``.
         """
         B, T = state.lengths.shape[0], self.config.max_target_len
         if not isinstance(prev_tokens, torch.Tensor) or prev_tokens.shape != (B,) or prev_tokens.dtype != torch.int64:
-            got = f"{tuple(prev_tokens.shape)} {prev_tokens.dtype}" if isinstance(prev_tokens, torch.Tensor) else type(prev_tokens).__name__
-            raise ValueError(f"prev_tokens must be an int64 tensor of shape ({B},), got {got}")
+            raise ValueError(f"prev_tokens must be an int64 tensor of shape ({B},), got {_describe(prev_tokens)}")
         full = np.flatnonzero(state.lengths >= T)
         if full.size:
             raise ValueError(f"rows {full.tolist()} already read max_target_len={T} positions; "
@@ -403,9 +410,8 @@ class PolicyModel(nn.Module):
         if rows.size and (rows.min() < 0 or rows.max() >= B):
             raise ValueError(f"rows {rows.tolist()} out of range for a batch of {B}")
         if not isinstance(new_source, torch.Tensor) or tuple(new_source.shape) != (rows.size, S):
-            got = tuple(new_source.shape) if isinstance(new_source, torch.Tensor) else type(new_source).__name__
             raise ValueError(f"new_source must have shape ({rows.size}, {S}) (one source per restarted row), "
-                             f"got {got}; pass source[rows]")
+                             f"got {_describe(new_source)}; pass source[rows]")
         if rows.size == 0:
             return
         memory, pad = self.encode(new_source)  # (R, S, C)
@@ -419,9 +425,9 @@ class PolicyModel(nn.Module):
         state.lengths[rows] = 0
 
     @torch.no_grad()
-    def sample(self, source: torch.Tensor, max_len: int, action_mask: Optional[torch.Tensor] = None,
+    def sample(self, source: torch.Tensor, max_len: int, action_mask: torch.Tensor | None = None,
                greedy: bool = False, temperature: float = 1.0,
-               generator: Optional[torch.Generator] = None) -> torch.Tensor:
+               generator: torch.Generator | None = None) -> torch.Tensor:
         """Generate from (B, S) sources: tokens (B, L), PAD after each row's EOS, L <= max_len the steps
         taken (sampling stops once every row has emitted EOS). ``action_mask``: None, or bool (V,) or (B, V)."""
         if not 1 <= max_len <= self.config.max_target_len:

@@ -29,10 +29,11 @@ METRICS: dict[str, str] = {
 POLARITY_TOKENS: tuple[str, str] = ("<positive>", "<negative>")
 
 #: Words from VADER's lexicon, so that the sentiment metric has something to score; the rest are neutral.
-SENTIMENT_WORDS: tuple[str, ...] = tuple(
+_SENTIMENT_TEXT = (
     "good great excellent love wonderful happy nice best fine enjoy bad terrible awful hate worst sad "
-    "boring poor ugly horrible not never very really".split()
+    "boring poor ugly horrible not never very really"
 )
+SENTIMENT_WORDS: tuple[str, ...] = tuple(_SENTIMENT_TEXT.split())
 
 DEFAULT_NUM_WORDS = 1000
 DEFAULT_NUM_EXAMPLES = 512
@@ -76,7 +77,9 @@ class LongTargetTask(Task):
         self.max_generation_len = self.length
         first_word = NUM_SPECIAL + len(POLARITY_TOKENS)
         self._splits = {
-            split: _random_examples(np.random.default_rng([seed, i]), num_examples, self.length, first_word, len(self.vocab))
+            split: _random_examples(
+                np.random.default_rng([seed, i]), num_examples, self.length, first_word, len(self.vocab)
+            )
             for i, split in enumerate(SPLITS)
         }
 
@@ -108,7 +111,9 @@ class LongTargetTask(Task):
         return mask
 
 
-def _random_examples(rng: np.random.Generator, num_examples: int, length: int, first_word: int, vocab_size: int) -> Examples:
+def _random_examples(
+    rng: np.random.Generator, num_examples: int, length: int, first_word: int, vocab_size: int
+) -> Examples:
     """Sources ``<polarity> w w w`` and references of ``length`` uniform words; polarity alternates +1, -1."""
     attribute = np.where(np.arange(num_examples) % 2 == 0, 1, -1)
     polarity = np.where(attribute > 0, NUM_SPECIAL, NUM_SPECIAL + 1)  # ids of "<positive>", "<negative>"

@@ -46,7 +46,13 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from benchmarks.long_targets import METRICS, POLARITY_TOKENS, LongTargetTask
-from ir_env import EOS, REWARD_MODES, BatchedInstantRewardEnv, InstantRewardEnv, make_task
+from ir_env import (
+    EOS,
+    REWARD_MODES,
+    BatchedInstantRewardEnv,
+    InstantRewardEnv,
+    make_task,
+)
 from ir_env.episodes import ExampleSampler
 from ir_env.rewards.base import PotentialFn
 from ir_env.tasks import TASKS
@@ -55,7 +61,6 @@ from ir_env.tasks.base import Task
 DEFAULT_OUT = Path("benchmarks/results/throughput.md")
 COPY_PROB = 0.5  # the policy copies the reference token with this probability
 CHUNK_SECONDS = 0.25  # actions are simulated in chunks of about this much env time
-SEED = 0
 
 
 @dataclass(frozen=True)
@@ -149,7 +154,9 @@ class ActionStream:
     def check(self, example_ids: np.ndarray, lengths: np.ndarray) -> None:
         """Raise if the env's episodes left the simulated ones (the timing would no longer be of this policy)."""
         if not (np.array_equal(example_ids, self.example) and np.array_equal(lengths, self.length)):
-            raise RuntimeError("the env's episodes differ from the ActionStream's simulation; was it reset with its seed?")
+            raise RuntimeError(
+                "the env's episodes differ from the ActionStream's simulation; was it reset with its seed?"
+            )
 
 
 # -- envs under test -----------------------------------------------------------------------------------
@@ -180,19 +187,23 @@ def scalar_driver(task: Task, reward: str = "instant", potential: PotentialFn | 
     return Driver(1, lambda seed: env.reset(seed=seed), run, state, lambda chunk: chunk[:, 0].tolist())
 
 
-def batched_driver(task: Task, num_envs: int, reward: str = "instant") -> Driver:
-    """``BatchedInstantRewardEnv`` (what ``gym.make_vec(id, num_envs=N)`` returns)."""
-    env = BatchedInstantRewardEnv(num_envs=num_envs, task=task, reward=reward)
-
-    def run(actions: np.ndarray) -> None:
+def _step_each(env: BatchedInstantRewardEnv | SyncVectorEnv) -> Callable[[np.ndarray], None]:
+    def run(actions: np.ndarray) -> None:  # (calls, N)
         step = env.step
         for a in actions:
             step(a)
 
+    return run
+
+
+def batched_driver(task: Task, num_envs: int, reward: str = "instant") -> Driver:
+    """``BatchedInstantRewardEnv`` (what ``gym.make_vec(id, num_envs=N)`` returns)."""
+    env = BatchedInstantRewardEnv(num_envs=num_envs, task=task, reward=reward)
+
     def state() -> tuple[np.ndarray, np.ndarray]:
         return env.episodes.example_ids, env.episodes.length
 
-    return Driver(num_envs, lambda seed: env.reset(seed=seed), run, state)
+    return Driver(num_envs, lambda seed: env.reset(seed=seed), _step_each(env), state)
 
 
 def sync_driver(task: Task, num_envs: int, reward: str = "instant") -> Driver:
@@ -200,16 +211,11 @@ def sync_driver(task: Task, num_envs: int, reward: str = "instant") -> Driver:
     fns = [functools.partial(InstantRewardEnv, task=task, reward=reward) for _ in range(num_envs)]
     env = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
 
-    def run(actions: np.ndarray) -> None:
-        step = env.step
-        for a in actions:
-            step(a)
-
     def state() -> tuple[np.ndarray, np.ndarray]:
         eps = [e.episodes for e in env.envs]
         return np.array([ep.example_ids[0] for ep in eps]), np.array([ep.length[0] for ep in eps])
 
-    return Driver(num_envs, lambda seed: env.reset(seed=seed), run, state)
+    return Driver(num_envs, lambda seed: env.reset(seed=seed), _step_each(env), state)
 
 
 def naive_potential(task: Task) -> PotentialFn:
@@ -277,13 +283,14 @@ class Measurement:
     passes: int
     timed_seconds: float
     token_steps: int
+    cpu_share: float  # process CPU time / wall time of the best pass: well below 1 when others competed
 
     @property
     def ns_per_token(self) -> float:
         return 1e9 / self.steps_per_second
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def task_named(name: str) -> Task:
     """A built-in task, or ``long:<metric>:<L>`` for a LongTargetTask."""
     if name.startswith("long:"):
@@ -305,11 +312,12 @@ def driver_for(cell: Cell) -> Driver:
     raise ValueError(f"unknown env kind {cell.env!r}; expected scalar, naive, sync or batched")
 
 
-def _timed_chunk(driver: Driver, stream: ActionStream, calls: int) -> float:
+def _timed_chunk(driver: Driver, stream: ActionStream, calls: int) -> tuple[float, float]:
+    """Wall and process CPU seconds of ``calls`` steps (the actions are simulated before the clock starts)."""
     chunk = driver.prepare(stream.next(calls))
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     driver.run(chunk)
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def measure(driver: Driver, stream: ActionStream, settings: Settings, min_calls: int = 1) -> Measurement:
@@ -317,29 +325,33 @@ def measure(driver: Driver, stream: ActionStream, settings: Settings, min_calls:
     driver.reset(stream.seed)
     calls, warm, k = 0, 0.0, 1
     while warm < min(settings.warmup_seconds, settings.seconds):
-        warm += _timed_chunk(driver, stream, k)
+        warm += _timed_chunk(driver, stream, k)[0]
         calls, k = calls + k, 2 * k
     calls_per_second = calls / warm
-    rates, total, token_steps = [], 0.0, 0
-    while len(rates) < settings.repeats and (not rates or total < settings.repeats * settings.seconds):
-        done, elapsed = 0, 0.0
+    passes: list[tuple[float, float]] = []  # (token steps/s, CPU share)
+    total, token_steps = 0.0, 0
+    while len(passes) < settings.repeats and (not passes or total < settings.repeats * settings.seconds):
+        done, elapsed, cpu = 0, 0.0, 0.0
         while elapsed < settings.seconds or done < min_calls:
             need = max(min_calls - done, int(np.ceil((settings.seconds - elapsed) * calls_per_second)), 1)
             k = min(need, max(1, int(CHUNK_SECONDS * calls_per_second)))
-            elapsed += _timed_chunk(driver, stream, k)
-            done += k
+            wall, used = _timed_chunk(driver, stream, k)
+            done, elapsed, cpu = done + k, elapsed + wall, cpu + used
         calls_per_second = done / elapsed
-        rates.append(done * driver.num_rows / elapsed)
+        passes.append((done * driver.num_rows / elapsed, cpu / elapsed))
         total += elapsed
         token_steps += done * driver.num_rows
         stream.check(*driver.state())
-    return Measurement(max(rates), len(rates), total, token_steps)
+    best, share = max(passes)
+    return Measurement(best, len(passes), total, token_steps, share)
 
 
 class EnvBench:
     """Measures cells once each (sections share them) and keeps the results for the target checks."""
 
-    def __init__(self, settings: Settings, log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)):
+    def __init__(
+        self, settings: Settings, log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
+    ):
         self.settings = settings
         self.results: dict[Cell, Measurement] = {}
         self.log = log
@@ -350,9 +362,10 @@ class EnvBench:
             driver = driver_for(cell)
             stream = ActionStream(task_named(cell.task), driver.num_rows, cell.seed)
             m = self.results[cell] = measure(driver, stream, self.settings, min_calls)
+            passes = f"{m.passes} passes, {m.token_steps:,} steps, {m.timed_seconds:.1f} s, CPU share {m.cpu_share:.0%}"
             self.log(
                 f"  {cell.env:8s} {cell.task:18s} {cell.reward:8s} N={cell.num_envs:<5d} "
-                f"{m.steps_per_second:>14,.0f} token steps/s  ({m.passes} passes, {m.token_steps:,} steps, {m.timed_seconds:.1f} s)"
+                f"{m.steps_per_second:>14,.0f} token steps/s  ({passes})"
             )
         return self.results[cell]
 
@@ -410,7 +423,9 @@ def scalar_section(bench: EnvBench) -> Section:
         "`InstantRewardEnv(task, reward=...)` stepped one token at a time and reset by the loop at each "
         "episode end (the reset is timed too). Token steps per second, higher is better."
     )
-    return Section("Scalar env: token steps per second per task and shaping", notes, [Table(["task", "metric", *s.rewards], rows)])
+    return Section(
+        "Scalar env: token steps per second per task and shaping", notes, [Table(["task", "metric", *s.rewards], rows)]
+    )
 
 
 def comparison_section(bench: EnvBench) -> Section:
@@ -428,22 +443,29 @@ def comparison_section(bench: EnvBench) -> Section:
     big, task = max(s.num_envs), "translation"
     if task in s.tasks:
         batched = bench(Cell("batched", task, num_envs=big)).steps_per_second
-        checks.append(Check(f"at least 2,000,000 token steps/s on translation/instant at N={big}", f"{batched:,.0f}", batched >= 2e6))
+        target = f"at least 2,000,000 token steps/s on translation/instant at N={big}"
+        checks.append(Check(target, rate(batched), batched >= 2e6))
         if big in s.sync_num_envs:
             sync = bench(Cell("sync", task, num_envs=big)).steps_per_second
-            checks.append(
-                Check(f"batched env at least 50x SyncVectorEnv at N={big} on translation/instant", ratio(batched / sync), batched >= 50 * sync)
-            )
+            target = f"batched env at least 50x SyncVectorEnv at N={big} on translation/instant"
+            checks.append(Check(target, ratio(batched / sync), batched >= 50 * sync))
     notes = (
         "Instant shaping. *naive* is the scalar env with `potential=` a plain function (source, prefix, "
         "reference ids) -> float that rebuilds the prefix text and calls the metric's reference package on "
         "it at every step, as RL4LMs computes per-token rewards (sacrebleu `BLEU(tokenize='none')` "
         "sentence score / 100, `squad_f1`, rouge-score's `RougeScorer(['rougeL'])`, vaderSentiment's "
         "compound x the wanted polarity); its rewards equal the instant env's (tests/test_benchmarks.py). "
-        "SyncVectorEnv uses `autoreset_mode=SAME_STEP`, as the batched env does; at large N a pass of it "
-        f"runs at least {s.sync_min_calls} batch steps. *x scalar*: speed over the scalar env's, same task."
+        "SyncVectorEnv (of `InstantRewardEnv` built directly, no `gym.make` wrappers) uses "
+        "`autoreset_mode=SAME_STEP`, as the batched env does; a pass of it runs at least "
+        f"{s.sync_min_calls} batch steps, and at N=1024 one pass is all the budget allows. The batched env is "
+        "the class `gym.make_vec(id, num_envs=N)` returns. *x scalar*: speed over the scalar env's, same task."
     )
-    return Section("Env comparison: token steps per second", notes, [Table(["task", "env", "N", "token steps/s", "x scalar"], rows)], checks)
+    return Section(
+        "Env comparison: token steps per second",
+        notes,
+        [Table(["task", "env", "N", "token steps/s", "x scalar"], rows)],
+        checks,
+    )
 
 
 def length_section(bench: EnvBench) -> Section:
@@ -457,10 +479,14 @@ def length_section(bench: EnvBench) -> Section:
     for metric, length in plan:
         task = f"long:{metric}:{length}"
         batched, naive = bench(Cell("batched", task, num_envs=n)), bench(Cell("naive", task))
-        rows.append([metric, str(length), f"{batched.ns_per_token:,.0f}", f"{naive.ns_per_token:,.0f}", ratio(naive.ns_per_token / batched.ns_per_token)])
+        b, v = batched.ns_per_token, naive.ns_per_token
+        rows.append([metric, str(length), rate(b), rate(v), ratio(v / b)])
     for metric in s.sweep_metrics:
-        cost = {kind: [bench(Cell(kind, f"long:{metric}:{L}", num_envs=n if kind == "batched" else 1)).ns_per_token for L in (lo, hi)] for kind in ("batched", "naive")}
-        b, v = cost["batched"][1] / cost["batched"][0], cost["naive"][1] / cost["naive"][0]
+        cost = {
+            L: (bench(Cell("batched", f"long:{metric}:{L}", num_envs=n)), bench(Cell("naive", f"long:{metric}:{L}")))
+            for L in (lo, hi)
+        }
+        b, v = (cost[hi][i].ns_per_token / cost[lo][i].ns_per_token for i in (0, 1))
         growth.append([metric, ratio(b), ratio(v)])
         checks.append(Check(f"batched per-token cost ratio L={hi} / L={lo} at most 1.5 ({metric})", ratio(b), b <= 1.5))
     notes = (
@@ -487,34 +513,47 @@ SECTIONS: dict[str, Callable[[EnvBench], Section]] = {
 
 def machine_description() -> str:
     """CPU model, cores, RAM and the versions of the packages measured."""
-    cpu = platform.processor() or platform.machine()
-    ram = ""
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-        cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name"))
-        kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")))
-        ram = f", {kib / 2**20:.0f} GiB RAM"
-    except (OSError, StopIteration, ValueError):
-        pass
-    versions = ", ".join(f"{pkg} {importlib.metadata.version(pkg)}" for pkg in ("numpy", "gymnasium", "sacrebleu", "rouge-score", "vaderSentiment"))
+    cpu = _proc_field("/proc/cpuinfo", "model name") or platform.processor() or platform.machine()
+    kib = _proc_field("/proc/meminfo", "MemTotal")  # "24615120 kB"
+    ram = f", {int(kib.split()[0]) / 2**20:.0f} GiB RAM" if kib else ""
+    packages = ("numpy", "gymnasium", "sacrebleu", "rouge-score", "vaderSentiment")
+    versions = ", ".join(f"{pkg} {importlib.metadata.version(pkg)}" for pkg in packages)
     return f"{cpu}, {os.cpu_count()} cores{ram}; Python {platform.python_version()}, {versions}"
 
 
-def report(sections: Sequence[Section], command: str, settings: Settings, elapsed: float) -> str:
+def _proc_field(path: str, key: str) -> str | None:
+    """The value of ``key: value`` in a /proc file, or None (not Linux)."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), None)
+
+
+def report(sections: Sequence[Section], command: str, settings: Settings, elapsed: float, load: str) -> str:
+    """The Markdown report: command, date, machine, targets, then each section."""
     checks = [c for section in sections for c in section.checks]
     head = [
         "# Throughput: token steps per second" + (" (quick run)" if settings.quick else ""),
-        f"Command: `{command}`  \nDate: {datetime.datetime.now().isoformat(timespec='minutes')}  \n"
-        f"Machine: {machine_description()}  \nRun time: {elapsed:.0f} s",
-        "One token of one episode is one step. Each cell runs a copy-or-random policy (reference token with "
-        f"probability {COPY_PROB}, else a random allowed token) whose actions are simulated before timing; "
-        f"best of up to {settings.repeats} passes of at least {settings.seconds:g} s after a warm-up. Steps "
-        "return everything the env returns by default (observations, rewards, flags, infos, action masks, "
-        "final text). See the docstring of `benchmarks/throughput.py`.",
+        (
+            f"Command: `{command}`  \nDate: {datetime.datetime.now().isoformat(timespec='minutes')}  \n"
+            f"Machine: {machine_description()}  \nRun time: {elapsed:.0f} s; {load}"
+        ),
+        (
+            "One token of one episode is one step. Each cell runs a copy-or-random policy (reference token with "
+            f"probability {COPY_PROB}, else a random allowed token) whose actions are simulated before timing; "
+            f"best of up to {settings.repeats} passes of at least {settings.seconds:g} s after a warm-up. Steps "
+            "return everything the env returns by default (observations, rewards, flags, infos, action masks, "
+            "final text). See the docstring of `benchmarks/throughput.py`."
+        ),
     ]
     if checks:
         head.append("## Targets\n\n" + "\n".join(c.markdown() for c in checks))
     return "\n\n".join(head + [s.markdown() for s in sections]) + "\n"
+
+
+def _load() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -546,6 +585,9 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, Settings]:
     unknown = sorted(set(args.sections.split(",")) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown sections {unknown}; expected names from {list(SECTIONS)}")
+    unknown = sorted(set(settings.tasks) - set(TASKS))
+    if unknown:
+        parser.error(f"unknown tasks {unknown}; expected names from {list(TASKS)}")
     if settings.seconds <= 0:
         parser.error(f"--seconds must be positive, got {settings.seconds}")
     return args, settings
@@ -555,14 +597,20 @@ def main(argv: Sequence[str] | None = None) -> Path:
     """Run the sections, print the report and write it to ``--out``; returns the path written."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args, settings = parse_args(argv)
-    start = time.perf_counter()
+    start, load_start = time.perf_counter(), _load()
     bench = EnvBench(settings)
     sections = []
     for name in args.sections.split(","):
         bench.log(f"section {name}")
         sections.append(SECTIONS[name](bench))
     command = " ".join(["python -m benchmarks.throughput", *map(shlex.quote, argv)])
-    text = report(sections, command, settings, time.perf_counter() - start)
+    shares = sorted(m.cpu_share for m in bench.results.values()) or [float("nan")]
+    load = (
+        f"1-minute load average {load_start:.1f} at the start, {_load():.1f} at the end; the reported passes had "
+        f"{shares[0]:.0%} to {shares[-1]:.0%} (median {shares[len(shares) // 2]:.0%}) of a core (process time / "
+        "wall time; well under 100% means other processes competed for the cores)"
+    )
+    text = report(sections, command, settings, time.perf_counter() - start, load)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

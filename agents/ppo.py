@@ -1,0 +1,314 @@
+"""Token-level policy gradient on InstantReward: PPO with GAE, REINFORCE with a baseline, RLOO.
+
+CleanRL-style: the config, then the loop, top to bottom. One update:
+
+1. set the shaping weights of this update (``ShapingSchedule``) on the env;
+2. roll out N complete episodes with the policy's KV cache (``agents.rollout.collect``);
+3. optional per-token KL penalty to a frozen reference policy (fixed or adaptive coefficient, Ziegler et
+   al. 2019), subtracted from the rewards;
+4. advantages: GAE(gamma, lambda) for PPO; return-to-go minus the value for REINFORCE; return-to-go
+   minus the leave-one-out mean of the other K samples of the same example for RLOO;
+5. minibatches over sequences: one teacher-forced pass gives every token's new log-prob, entropy and
+   value; clipped PPO loss + value loss - entropy bonus; gradient clipping.
+
+Every update's randomness (env seeds, sampling, minibatch order) derives from (seed, rank, update), so a
+run resumed from a checkpoint continues exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from agents.model import PolicyModel
+from agents.rollout import Rollout, collect
+from ir_env import REWARD_PARTS
+
+ALGOS = ("ppo", "reinforce", "rloo")
+SCHEDULES = ("constant", "linear", "cosine", "adaptive")
+
+
+@dataclass
+class PPOConfig:
+    """Hyper-parameters of the learner. Defaults suit the built-in tasks with a small model on a CPU."""
+
+    algo: str = "ppo"
+    """ppo (clipped surrogate + GAE), reinforce (return-to-go minus value baseline, one pass) or rloo
+    (leave-one-out baseline over ``rloo_k`` samples of each example)."""
+    num_envs: int = 64
+    """Episodes per rollout and rank (the batched env's N)."""
+    learning_rate: float = 3e-4
+    """Adam step size."""
+    anneal_lr: bool = False
+    """Linearly decay the learning rate to 0 over the token budget."""
+    gamma: float = 1.0
+    """Discount. With gamma = 1 the instant reward's return is exactly the task score."""
+    gae_lambda: float = 0.95
+    """GAE's bias/variance trade-off (1 = Monte-Carlo returns)."""
+    update_epochs: int = 4
+    """Passes over each rollout (PPO only; REINFORCE and RLOO take one)."""
+    num_minibatches: int = 4
+    """Sequence minibatches per pass."""
+    clip_coef: float = 0.2
+    """PPO's ratio clipping range."""
+    clip_vloss: bool = False
+    """Clip the value update like the policy's (CleanRL's option)."""
+    vf_coef: float = 0.5
+    """Weight of the value loss."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    max_grad_norm: float = 1.0
+    """Gradient norm clip."""
+    norm_adv: bool = True
+    """Normalise advantages over the rollout's tokens."""
+    target_kl: float | None = None
+    """Stop an update's epochs early once the approximate KL to the rollout policy exceeds this."""
+    temperature: float = 1.0
+    """Sampling temperature of rollouts."""
+    kl_coef: float = 0.0
+    """Per-token KL penalty to the frozen reference policy (the initial model); 0 turns it off."""
+    kl_target: float | None = None
+    """If set, adapt kl_coef towards this per-sequence KL (Ziegler et al. 2019: proportional control)."""
+    kl_horizon: int = 10_000
+    """Ziegler's horizon: how many sequences a full correction of the KL coefficient takes."""
+    rloo_k: int = 4
+    """Samples per example for RLOO (num_envs must be a multiple)."""
+    schedule: str = "constant"
+    """How the shaping weights move during training: constant, linear, cosine, adaptive."""
+    weights_start: dict[str, float] = field(default_factory=dict)
+    """Shaping weights at the start (empty: the env's own, from its reward mode)."""
+    weights_end: dict[str, float] = field(default_factory=dict)
+    """Shaping weights at the end (linear, cosine) or at the adaptive target (adaptive)."""
+    adaptive_target: float = 0.5
+    """adaptive: the weights reach weights_end when the rollout's mean score reaches this."""
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise ValueError(f"unknown algo {self.algo!r}; expected one of {list(ALGOS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {list(SCHEDULES)}")
+        if self.num_envs < 1 or self.num_minibatches < 1 or self.num_envs % self.num_minibatches:
+            raise ValueError(f"num_envs ({self.num_envs}) must be a positive multiple of num_minibatches ({self.num_minibatches})")
+        if self.algo == "rloo" and (self.rloo_k < 2 or self.num_envs % self.rloo_k):
+            raise ValueError(f"rloo needs rloo_k >= 2 dividing num_envs; got rloo_k={self.rloo_k}, num_envs={self.num_envs}")
+        if not 0.0 < self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
+            raise ValueError(f"gamma must be in (0, 1] and gae_lambda in [0, 1], got {self.gamma}, {self.gae_lambda}")
+        if self.schedule in ("linear", "cosine", "adaptive") and not self.weights_end:
+            raise ValueError(f"schedule {self.schedule!r} needs weights_end, e.g. {{'sparse': 1.0}}")
+        for name in ("weights_start", "weights_end"):
+            unknown = set(getattr(self, name)) - set(REWARD_PARTS)
+            if unknown:
+                raise ValueError(f"{name} has unknown parts {sorted(unknown)}; expected {list(REWARD_PARTS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ShapingSchedule:
+    """Shaping weights as a function of training progress (or, ``adaptive``, of the mean score)."""
+
+    def __init__(self, config: PPOConfig, env_weights: dict[str, float]):
+        self.kind = config.schedule
+        self.start = {p: float(config.weights_start.get(p, 0.0)) for p in REWARD_PARTS} if config.weights_start else dict(env_weights)
+        self.end = {p: float(config.weights_end.get(p, 0.0)) for p in REWARD_PARTS} if config.weights_end else dict(self.start)
+        self.target = config.adaptive_target
+
+    def weights(self, progress: float, mean_score: float | None) -> dict[str, float]:
+        """The weights at ``progress`` in [0, 1] of the budget; ``mean_score`` drives ``adaptive``."""
+        if self.kind == "constant":
+            frac = 0.0
+        elif self.kind == "linear":
+            frac = progress
+        elif self.kind == "cosine":
+            frac = 0.5 * (1.0 - math.cos(math.pi * progress))
+        else:
+            frac = 0.0 if mean_score is None else min(max(mean_score / self.target, 0.0), 1.0)
+        return {p: (1 - frac) * self.start[p] + frac * self.end[p] for p in REWARD_PARTS}
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` over the True entries of ``mask`` (0 if there are none)."""
+    return torch.where(mask, x, 0.0).sum() / mask.sum().clamp(min=1)
+
+
+def returns_to_go(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:
+    """G_t = sum_{k >= t} gamma^(k - t) r_k within each episode; (N, T)."""
+    out = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        running = torch.where(mask[:, t], rewards[:, t] + gamma * running, 0.0)
+        out[:, t] = running
+    return out
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimates and returns for whole episodes (the state after the end is terminal)."""
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        next_value = values[:, t + 1] * mask[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        last = torch.where(mask[:, t], delta + gamma * lam * last, 0.0)
+        advantages[:, t] = last
+    return advantages, advantages + values
+
+
+def rloo_advantages(rewards: torch.Tensor, mask: torch.Tensor, gamma: float, k: int) -> torch.Tensor:
+    """Return-to-go minus the mean return-to-go of the other k-1 samples of the same example (rows in groups of k)."""
+    g = returns_to_go(rewards, mask, gamma)  # (N, T)
+    grouped = g.view(-1, k, g.shape[1])  # (N/k, k, T)
+    baseline = (grouped.sum(1, keepdim=True) - grouped) / (k - 1)
+    return (grouped - baseline).view_as(g)
+
+
+class KLController:
+    """The KL penalty coefficient: fixed, or adapted towards a target (Ziegler et al. 2019, eq. 2)."""
+
+    def __init__(self, coef: float, target: float | None, horizon: int):
+        self.value, self.target, self.horizon = coef, target, horizon
+
+    def update(self, current_kl: float, num_sequences: int) -> None:
+        if self.target is not None:
+            error = float(np.clip(current_kl / self.target - 1.0, -0.2, 0.2))
+            self.value *= 1.0 + error * num_sequences / self.horizon
+
+
+class ActionEvaluator(torch.nn.Module):
+    """``policy.evaluate_actions`` as a module's forward, so DistributedDataParallel syncs its gradients."""
+
+    def __init__(self, policy: PolicyModel):
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, source: torch.Tensor, actions: torch.Tensor, action_mask: torch.Tensor):
+        return self.policy.evaluate_actions(source, actions, action_mask)
+
+
+def ppo_update(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: Rollout,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    config: PPOConfig,
+    action_mask: torch.Tensor,
+    rng: np.random.Generator,
+    autocast: torch.autocast | None = None,
+) -> dict[str, float]:
+    """Optimise the policy on one rollout; returns the update's statistics (CleanRL's names).
+
+    ``model`` is an ``ActionEvaluator`` (possibly wrapped in DistributedDataParallel).
+    """
+    mask = batch.mask
+    if config.norm_adv:
+        mean, std = masked_mean(advantages, mask), masked_mean((advantages - masked_mean(advantages, mask)) ** 2, mask).sqrt()
+        advantages = torch.where(mask, (advantages - mean) / (std + 1e-8), 0.0)
+    n = batch.actions.shape[0]
+    epochs = config.update_epochs if config.algo == "ppo" else 1
+    size = n // config.num_minibatches
+    stats: dict[str, list[float]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac", "grad_norm")}
+    for _ in range(epochs):
+        order = torch.as_tensor(rng.permutation(n), device=mask.device)
+        for start in range(0, n, size):
+            mb = order[start : start + size]
+            m = mask[mb]
+            with autocast if autocast is not None else contextlib.nullcontext():
+                new_logp, entropy, new_values = model(batch.source[mb], batch.actions[mb], action_mask)
+            new_logp, entropy, new_values = new_logp.float(), entropy.float(), new_values.float()
+            logratio = torch.where(m, new_logp - batch.logprobs[mb], 0.0)
+            ratio = logratio.exp()
+            adv = advantages[mb]
+            if config.algo == "ppo":
+                pg_loss = masked_mean(torch.max(-adv * ratio, -adv * ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef)), m)
+            else:
+                pg_loss = masked_mean(-adv * torch.where(m, new_logp, 0.0), m)
+            if config.algo == "rloo":  # no critic; 0 * values keeps every parameter in the graph for DDP
+                v_loss = 0.0 * new_values.sum()
+            elif config.clip_vloss:
+                clipped = batch.values[mb] + (new_values - batch.values[mb]).clamp(-config.clip_coef, config.clip_coef)
+                v_loss = 0.5 * masked_mean(torch.max((new_values - returns[mb]) ** 2, (clipped - returns[mb]) ** 2), m)
+            else:
+                v_loss = 0.5 * masked_mean((new_values - returns[mb]) ** 2, m)
+            ent = masked_mean(entropy, m)
+            loss = pg_loss - config.ent_coef * ent + config.vf_coef * v_loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            with torch.no_grad():
+                stats["approx_kl"].append(float(masked_mean((ratio - 1) - logratio, m)))
+                stats["clipfrac"].append(float(masked_mean(((ratio - 1).abs() > config.clip_coef).float(), m)))
+            stats["pg_loss"].append(pg_loss.detach().item())
+            stats["v_loss"].append(v_loss.detach().item())
+            stats["entropy"].append(ent.detach().item())
+            stats["grad_norm"].append(grad_norm.detach().item())
+        if config.target_kl is not None and stats["approx_kl"][-1] > config.target_kl:
+            break
+    return {k: float(np.mean(v)) for k, v in stats.items()}
+
+
+def advantages_for(batch: Rollout, rewards: torch.Tensor, config: PPOConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(advantages, returns) of a rollout under the configured algorithm."""
+    if config.algo == "ppo":
+        return gae(rewards, batch.values, batch.mask, config.gamma, config.gae_lambda)
+    g = returns_to_go(rewards, batch.mask, config.gamma)
+    if config.algo == "reinforce":
+        return torch.where(batch.mask, g - batch.values, 0.0), g
+    return rloo_advantages(rewards, batch.mask, config.gamma, config.rloo_k), g
+
+
+def kl_penalty(
+    reference: PolicyModel | None, batch: Rollout, action_mask: torch.Tensor, kl: KLController
+) -> tuple[torch.Tensor, float]:
+    """Rewards minus kl * (log pi(a) - log pi_ref(a)) per token, and the mean per-sequence KL estimate."""
+    if reference is None:
+        return batch.rewards, 0.0
+    with torch.no_grad():
+        ref_logp, _, _ = reference.evaluate_actions(batch.source, batch.actions, action_mask)
+    per_token = torch.where(batch.mask, batch.logprobs - ref_logp.float(), 0.0)  # (N, T)
+    seq_kl = float(per_token.sum(1).mean())
+    return batch.rewards - kl.value * per_token, seq_kl
+
+
+def all_reduce_mean(values: dict[str, float], device: torch.device) -> dict[str, float]:
+    """Average logged scalars over ranks (identity without torch.distributed)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    t /= dist.get_world_size()
+    return dict(zip(keys, t.tolist()))
+
+
+def rollout_examples(config: PPOConfig, rng: np.random.Generator, num_examples: int) -> np.ndarray | None:
+    """RLOO plays each of num_envs / k examples k times; the other algorithms let the env draw."""
+    if config.algo != "rloo":
+        return None
+    return np.repeat(rng.integers(num_examples, size=config.num_envs // config.rloo_k), config.rloo_k)
+
+
+__all__ = [
+    "ALGOS",
+    "ActionEvaluator",
+    "SCHEDULES",
+    "KLController",
+    "PPOConfig",
+    "ShapingSchedule",
+    "advantages_for",
+    "all_reduce_mean",
+    "collect",
+    "gae",
+    "kl_penalty",
+    "masked_mean",
+    "ppo_update",
+    "returns_to_go",
+    "rloo_advantages",
+    "rollout_examples",
+]

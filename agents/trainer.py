@@ -1,0 +1,304 @@
+"""A training run: set-up (device, torchrun ranks, env, model, warm start), the update loop, logging and
+checkpoints. ``instant-reward train`` builds a ``RunConfig`` and calls ``train``.
+
+Outputs in ``--out``: ``metrics.csv`` and TensorBoard events (``tb/``), ``checkpoint/`` (weights in
+safetensors, optimizer and counters; written atomically, the previous one kept until the new one is
+complete), ``reference.safetensors`` (the frozen KL reference) and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_model, save_model
+
+from agents.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+)
+from agents.model import ModelConfig, PolicyModel
+from agents.ppo import (
+    ActionEvaluator,
+    KLController,
+    PPOConfig,
+    ShapingSchedule,
+    advantages_for,
+    all_reduce_mean,
+    kl_penalty,
+    ppo_update,
+    rollout_examples,
+)
+from agents.rollout import collect, evaluate
+from agents.supervised import MLEConfig, mle_train
+from ir_env import BatchedInstantRewardEnv, make_task
+
+ARCHITECTURE_KEYS = ("task", "model", "task_kwargs")
+
+
+@dataclass
+class RunConfig:
+    """One training run."""
+
+    task: str = "translation"
+    """Task name (``instant-reward list``)."""
+    reward: str = "instant"
+    """Env reward shaping: sparse, instant, token or mixed."""
+    reward_weights: dict[str, float] | None = None
+    """Weights for reward='mixed'."""
+    seed: int = 0
+    """Seeds the model init, the warm start, every rollout and every minibatch order."""
+    total_tokens: int = 200_000
+    """Budget of generated tokens (env steps of the recorded episodes, summed over ranks)."""
+    model: str = "tiny"
+    """Model preset: tiny, small, base, large."""
+    device: str = "auto"
+    """auto (CUDA if present), cpu, cuda or cuda:N."""
+    out: str = "runs/default"
+    """Output folder (logs, checkpoints)."""
+    init: str = "mle"
+    """scratch, mle (maximum-likelihood warm start) or a checkpoint / .safetensors path."""
+    mle: MLEConfig = field(default_factory=MLEConfig)
+    """Warm-start settings (init='mle')."""
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    """Learner settings."""
+    eval_every: int = 10
+    """Greedy evaluation on the valid split every this many updates (and at the end); 0 = only at the end."""
+    eval_examples: int = 256
+    """Valid examples per evaluation."""
+    checkpoint_every: int = 20
+    """Checkpoint every this many updates (and at the end)."""
+    resume: bool = False
+    """Continue the run in ``out`` from its checkpoint."""
+    stop_after_updates: int | None = None
+    """Stop (with a checkpoint) after this many updates in this invocation; ``resume`` continues exactly."""
+    progress: bool = True
+    """Show a progress bar."""
+    task_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Task constructor keywords (seed, sizes)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; otherwise the named device (validated)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available; use --device cpu or auto")
+    return device
+
+
+def setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); under torchrun, joins the process group (NCCL on GPU, gloo on CPU)."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return 0, 1, resolve_device(device_name)
+    rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
+    device = resolve_device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def build_model(config: RunConfig, task, device: torch.device) -> PolicyModel:
+    torch.manual_seed(config.seed)
+    model_config = ModelConfig.preset(config.model, len(task.vocab), task.max_source_len, task.max_generation_len)
+    return PolicyModel(model_config).to(device)
+
+
+def update_seed(seed: int, rank: int, update: int) -> int:
+    """The seed of one rank's update: distinct across seeds, ranks and updates, and reproducible."""
+    return int(np.random.SeedSequence([seed, rank, update]).generate_state(1, dtype=np.uint32)[0])
+
+
+class MetricsLog:
+    """metrics.csv (appended on resume) and TensorBoard scalars."""
+
+    def __init__(self, out: Path, enabled: bool):
+        self.enabled, self.path, self.writer, self.fields = enabled, out / "metrics.csv", None, None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(out / "tb"))
+
+    def write(self, row: dict[str, float], step: int) -> None:
+        if not self.enabled:
+            return
+        if self.fields is None:
+            self.fields = list(row)
+            if self.path.exists():
+                with open(self.path, newline="") as f:
+                    header = next(csv.reader(f), None)
+                self.fields = header or self.fields
+                self.fields += [k for k in row if k not in self.fields]
+            else:
+                with open(self.path, "w", newline="") as f:
+                    csv.writer(f).writerow(self.fields)
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([row.get(k, "") for k in self.fields])
+        for k, v in row.items():
+            if isinstance(v, (int, float)) and k not in ("update",):
+                self.writer.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _atomic_save_model(model: torch.nn.Module, path: Path) -> None:
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    save_model(model, str(tmp))
+    os.replace(tmp, path)
+
+
+def train(config: RunConfig) -> dict[str, Any]:
+    """Run (or resume) training; returns the summary (also written to ``summary.json``)."""
+    rank, world, device = setup_distributed(config.device)
+    is_main = rank == 0
+    out = Path(config.out)
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    pc = config.ppo
+    task = make_task(config.task, **config.task_kwargs)
+    env = BatchedInstantRewardEnv(
+        num_envs=pc.num_envs, task=task, reward=config.reward, gamma=pc.gamma,
+        reward_weights=config.reward_weights, info_text=False,
+    )
+    model = build_model(config, task, device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
+    optimizer = torch.optim.Adam(model.parameters(), lr=pc.learning_rate, eps=1e-5)
+    reference_path = out / "reference.safetensors"
+    architecture = {k: config.to_dict()[k] for k in ARCHITECTURE_KEYS}
+
+    state: dict[str, Any] = {"update": 0, "tokens": 0, "kl_coef": pc.kl_coef, "last_score": None, "wall": 0.0}
+    if config.resume:
+        trainer_state, _ = load_checkpoint(out, model, optimizer, expected_config=architecture)
+        state.update(trainer_state)
+    else:
+        if (out / "checkpoint").exists():
+            raise CheckpointError(f"{out} already holds a checkpoint; pass --resume to continue it or choose a new --out")
+        if config.init == "mle":
+            mle_train(model, task, config.mle, seed=config.seed, autocast=autocast)
+        elif config.init != "scratch":
+            load_weights(config.init, model)
+    reference = None
+    if pc.kl_coef > 0 or pc.kl_target is not None:
+        reference = build_model(config, task, device)
+        if config.resume and reference_path.exists():
+            load_model(reference, str(reference_path), device=str(device))
+        else:
+            reference.load_state_dict(model.state_dict())
+            if is_main:
+                _atomic_save_model(reference, reference_path)
+        reference.eval().requires_grad_(False)
+
+    evaluator: torch.nn.Module = ActionEvaluator(model)
+    if world > 1:
+        evaluator = torch.nn.parallel.DistributedDataParallel(evaluator, device_ids=[device.index] if device.type == "cuda" else None)
+    schedule = ShapingSchedule(pc, env.get_reward_weights())
+    kl = KLController(state["kl_coef"], pc.kl_target, pc.kl_horizon)
+    action_mask = torch.as_tensor(task.action_mask(), device=device)
+    log = MetricsLog(out, enabled=is_main)
+    bar = None
+    if is_main and config.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.total_tokens, initial=min(state["tokens"], config.total_tokens), unit="tok", dynamic_ncols=True)
+
+    last_eval: dict[str, float] = {}
+    start_wall = time.perf_counter() - state["wall"]
+    updates_here = 0
+    while state["tokens"] < config.total_tokens:
+        u = state["update"]
+        progress = state["tokens"] / config.total_tokens
+        weights = schedule.weights(progress, state["last_score"])
+        env.set_reward_weights(weights)
+        if pc.anneal_lr:
+            for group in optimizer.param_groups:
+                group["lr"] = pc.learning_rate * (1.0 - progress)
+        seed_u = update_seed(config.seed, rank, u)
+        generator = torch.Generator(device=device).manual_seed(seed_u)
+        rng = np.random.default_rng(seed_u)
+
+        t0 = time.perf_counter()
+        model.eval()
+        with autocast if autocast is not None else contextlib.nullcontext():
+            batch = collect(model, env, seed=seed_u, generator=generator, temperature=pc.temperature,
+                            example_ids=rollout_examples(pc, rng, len(env.episodes.examples)))
+        t1 = time.perf_counter()
+        rewards, seq_kl = kl_penalty(reference, batch, action_mask, kl)
+        advantages, returns = advantages_for(batch, rewards, pc)
+        model.train()
+        stats = ppo_update(evaluator, optimizer, batch, advantages, returns, pc, action_mask, rng, autocast)
+        t2 = time.perf_counter()
+
+        row = {
+            "episode_return": float(batch.rewards.sum(1).mean()),
+            "score": float(batch.scores.mean()),
+            "length": float(batch.lengths.mean()),
+            "kl": seq_kl,
+            "tokens_local": float(batch.num_tokens),
+            "rollout_seconds": t1 - t0,
+            "update_seconds": t2 - t1,
+            "env_seconds": batch.env_seconds,
+            **stats,
+        }
+        row = all_reduce_mean(row, device)
+        tokens_now = int(round(row.pop("tokens_local") * world))
+        kl.update(row["kl"], pc.num_envs * world)
+        state.update(update=u + 1, tokens=state["tokens"] + tokens_now, kl_coef=kl.value, last_score=row["score"])
+        state["wall"] = time.perf_counter() - start_wall
+        row = {
+            "update": u + 1,
+            "tokens": state["tokens"],
+            "tokens_per_second": tokens_now / (t2 - t0),
+            "env_share": row["env_seconds"] / (t2 - t0),
+            "kl_coef": kl.value,
+            "lr": optimizer.param_groups[0]["lr"],
+            **{f"w_{k}": v for k, v in weights.items()},
+            **row,
+        }
+        updates_here += 1
+        done = state["tokens"] >= config.total_tokens
+        stopping = done or updates_here == config.stop_after_updates
+        if is_main and ((config.eval_every and (u + 1) % config.eval_every == 0) or done):
+            model.eval()
+            with autocast if autocast is not None else contextlib.nullcontext():
+                last_eval = evaluate(model, config.task, "valid", greedy=True, max_examples=config.eval_examples,
+                                     task_kwargs=config.task_kwargs)
+            row["valid_score"] = last_eval["score"]
+        log.write(row, state["tokens"])
+        if bar is not None:
+            bar.update(min(tokens_now, config.total_tokens - bar.n))
+            bar.set_postfix(tok_s=f"{row['tokens_per_second']:.0f}", ret=f"{row['episode_return']:.3f}",
+                            score=f"{row['score']:.3f}", valid=f"{last_eval.get('score', float('nan')):.3f}")
+        if is_main and ((u + 1) % config.checkpoint_every == 0 or stopping):
+            save_checkpoint(out, model, optimizer, dict(state), config.to_dict(), state["tokens"])
+        if stopping:
+            break
+    if bar is not None:
+        bar.close()
+    log.close()
+    summary = {"updates": state["update"], "tokens": state["tokens"], "valid": last_eval, "wall_seconds": state["wall"],
+               "world_size": world, "device": str(device)}
+    if is_main:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if world > 1:
+        dist.barrier()
+    return summary

@@ -1,0 +1,163 @@
+"""benchmarks/throughput.py end to end with a tiny budget, and the correctness of what it compares."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from benchmarks.long_targets import METRICS, LongTargetTask
+from benchmarks.throughput import (
+    SECTIONS,
+    ActionStream,
+    batched_driver,
+    main,
+    naive_potential,
+    scalar_driver,
+    sync_driver,
+    task_named,
+)
+from ir_env import EOS, InstantRewardEnv
+from ir_env.tasks import TASKS
+
+TOLERANCE = 1e-9
+TINY = ["--seconds", "0.01", "--num-envs", "1,4", "--sync-num-envs", "4", "--lengths", "4,8", "--sweep-num-envs", "4"]
+NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?x?$")
+NAIVE_TASKS = list(TASKS) + [f"long:{metric}:8" for metric in METRICS]
+
+
+def markdown_tables(text: str) -> list[list[list[str]]]:
+    """Every table of a Markdown text as rows of cells (header first, separator dropped)."""
+    tables, current = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append([cell.strip() for cell in line.strip("|").split("|")])
+        elif current:
+            assert re.fullmatch(r"(---\|?)+", "|".join(current[1])), f"no separator under the header {current[0]}"
+            tables.append([current[0]] + current[2:])
+            current = []
+    return tables
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = tmp_path_factory.mktemp("bench") / "throughput.md"
+    assert main([*TINY, "--out", str(out)]) == out
+    return out.read_text()
+
+
+def test_report_names_the_command_machine_and_date(report: str) -> None:
+    assert "Command: `python -m benchmarks.throughput --seconds 0.01" in report
+    assert re.search(r"Machine: .+ \d+ cores.*Python \d+\.\d+.*numpy .*gymnasium ", report)
+    assert re.search(r"Date: \d{4}-\d\d-\d\dT\d\d:\d\d", report)
+
+
+def test_report_has_every_section_and_the_targets(report: str) -> None:
+    headings = re.findall(r"^## (.+)$", report, flags=re.MULTILINE)
+    assert headings[0] == "Targets"
+    assert len(headings) == 1 + len(SECTIONS)
+    assert re.findall(r"^- \[[ x]\] .+: measured \S+", report, flags=re.MULTILINE), "the targets are a checklist"
+
+
+def test_every_table_is_well_formed_with_positive_numbers(report: str) -> None:
+    tables = markdown_tables(report)
+    assert len(tables) == 4  # scalar, comparison, length sweep, length growth
+    for table in tables:
+        header, rows = table[0], table[1:]
+        assert rows, f"table {header} is empty"
+        for row in rows:
+            assert len(row) == len(header), f"row {row} does not match header {header}"
+            numbers = [float(c.rstrip("x").replace(",", "")) for c in row[1:] if NUMBER.match(c)]
+            assert numbers and all(v > 0 for v in numbers), f"row {row} lacks positive measurements"
+
+
+def test_every_task_appears_in_the_env_tables(report: str) -> None:
+    scalar, comparison = markdown_tables(report)[:2]
+    assert [row[0] for row in scalar[1:]] == list(TASKS)
+    assert scalar[0][2:] == ["sparse", "instant", "token", "mixed"]
+    for task in TASKS:
+        envs = {(row[1], row[2]) for row in comparison[1:] if row[0] == task}
+        assert len(envs) == 5, f"{task}: {envs}"  # scalar, naive, sync 4, batched 1 and 4
+        assert ("InstantRewardEnv", "1") in envs
+
+
+def test_length_tables_cover_every_metric(report: str) -> None:
+    sweep, growth = markdown_tables(report)[2:]
+    assert {(row[0], row[1]) for row in sweep[1:]} >= {(m, str(L)) for m in ("bleu", "f1", "rouge_l") for L in (4, 8)}
+    assert "vader" in {row[0] for row in sweep[1:]}
+    assert [row[0] for row in growth[1:]] == ["bleu", "f1", "rouge_l"]
+
+
+@pytest.mark.parametrize("task_name", NAIVE_TASKS)
+def test_naive_baseline_rewards_equal_the_instant_env(task_name: str) -> None:
+    task = task_named(task_name)
+    instant, naive = InstantRewardEnv(task=task), InstantRewardEnv(task=task, potential=naive_potential(task))
+    actions = ActionStream(task, 1, seed=3).next(300)[:, 0]
+    instant.reset(seed=3)
+    naive.reset(seed=3)
+    for t, a in enumerate(actions.tolist()):
+        _, r1, done1, _, info1 = instant.step(a)
+        _, r2, done2, _, info2 = naive.step(a)
+        assert done1 == done2
+        assert r2 == pytest.approx(r1, abs=TOLERANCE), f"step {t}: naive {r2} != instant {r1}"
+        assert info2["potential"] == pytest.approx(info1["potential"], abs=TOLERANCE)
+        if done1:
+            instant.reset()
+            naive.reset()
+
+
+@pytest.mark.parametrize("kind", ["scalar", "batched", "sync"])
+@pytest.mark.parametrize("task_name", ["translation", "matching:summary"])
+def test_action_stream_follows_the_env_episodes(kind: str, task_name: str) -> None:
+    task = task_named(task_name)
+    driver = {
+        "scalar": lambda: scalar_driver(task),
+        "batched": lambda: batched_driver(task, 4),
+        "sync": lambda: sync_driver(task, 4),
+    }[kind]()
+    stream = ActionStream(task, driver.num_rows, seed=11)
+    driver.reset(stream.seed)
+    stream.check(*driver.state())
+    for _ in range(60):
+        driver.run(driver.prepare(stream.next(1)))
+        stream.check(*driver.state())
+    assert stream.episodes > 4 * driver.num_rows
+
+
+def test_action_stream_copies_about_half_the_reference() -> None:
+    task = task_named("translation")
+    stream = ActionStream(task, 64, seed=0)
+    examples = task.examples("train")
+    example, length = stream.example.copy(), stream.length.copy()
+    actions = stream.next(1)[0]
+    in_ref = length < examples.reference_len[example]
+    copied = actions[in_ref] == examples.reference[example[in_ref], length[in_ref]]
+    assert 0.3 < copied.mean() < 0.7
+
+
+@pytest.mark.parametrize("metric", sorted(METRICS))
+def test_long_target_episodes_run_to_length_and_the_reference_scores_one(metric: str) -> None:
+    task = LongTargetTask(12, metric, num_examples=8)
+    examples = task.examples("train")
+    assert (examples.reference_len == 12).all() and task.max_generation_len == 12
+    env = InstantRewardEnv(task=task)
+    env.reset(seed=0, options={"example_index": 1})
+    for t, token in enumerate(examples.reference[1].tolist()):
+        _, _, done, _, info = env.step(token)
+        assert done == (t == 11)
+    if metric != "vader":
+        assert info["score"] == pytest.approx(1.0)
+    assert EOS not in examples.reference
+
+
+def test_long_target_task_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="length must be a positive integer"):
+        LongTargetTask(0)
+    with pytest.raises(ValueError, match="unknown metric"):
+        LongTargetTask(8, "meteor")
+
+
+def test_cli_rejects_unknown_sections(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        main([*TINY, "--sections", "scalar,gpu", "--out", str(tmp_path / "x.md")])
