@@ -190,6 +190,58 @@ class ActionEvaluator(torch.nn.Module):
         return self.policy.evaluate_actions(source, actions, action_mask)
 
 
+def minibatch_loss(
+    model: torch.nn.Module,
+    batch: Rollout,
+    rows: torch.Tensor,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    config: PPOConfig,
+    action_mask: torch.Tensor,
+    autocast: torch.autocast | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss of the sequences ``rows`` of a rollout (one teacher-forced pass), and its parts.
+
+    ``model`` is an ``ActionEvaluator`` (possibly wrapped in DistributedDataParallel).
+    """
+    m = batch.mask[rows]
+    with autocast if autocast is not None else contextlib.nullcontext():
+        new_logp, entropy, new_values = model(batch.source[rows], batch.actions[rows], action_mask)  # (B, T) each
+    new_logp, entropy, new_values = new_logp.float(), entropy.float(), new_values.float()
+    logratio = torch.where(m, new_logp - batch.logprobs[rows], 0.0)
+    ratio = logratio.exp()
+    adv = advantages[rows]
+    if config.algo == "ppo":
+        pg_loss = masked_mean(torch.max(-adv * ratio, -adv * ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef)), m)
+    else:
+        pg_loss = masked_mean(-adv * torch.where(m, new_logp, 0.0), m)
+    if config.algo == "rloo":  # no critic; 0 * values keeps every parameter in the graph for DDP
+        v_loss = 0.0 * new_values.sum()
+    elif config.clip_vloss:
+        clipped = batch.values[rows] + (new_values - batch.values[rows]).clamp(-config.clip_coef, config.clip_coef)
+        v_loss = 0.5 * masked_mean(torch.max((new_values - returns[rows]) ** 2, (clipped - returns[rows]) ** 2), m)
+    else:
+        v_loss = 0.5 * masked_mean((new_values - returns[rows]) ** 2, m)
+    ent = masked_mean(entropy, m)
+    loss = pg_loss - config.ent_coef * ent + config.vf_coef * v_loss
+    with torch.no_grad():
+        parts = {
+            "pg_loss": pg_loss.detach(),
+            "v_loss": v_loss.detach(),
+            "entropy": ent.detach(),
+            "approx_kl": masked_mean((ratio - 1) - logratio, m),
+            "clipfrac": masked_mean(((ratio - 1).abs() > config.clip_coef).float(), m),
+        }
+    return loss, parts
+
+
+def normalize_advantages(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Advantages scaled to zero mean and unit variance over the rollout's tokens."""
+    mean = masked_mean(advantages, mask)
+    std = masked_mean((advantages - mean) ** 2, mask).sqrt()
+    return torch.where(mask, (advantages - mean) / (std + 1e-8), 0.0)
+
+
 def ppo_update(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -205,49 +257,23 @@ def ppo_update(
 
     ``model`` is an ``ActionEvaluator`` (possibly wrapped in DistributedDataParallel).
     """
-    mask = batch.mask
     if config.norm_adv:
-        mean, std = masked_mean(advantages, mask), masked_mean((advantages - masked_mean(advantages, mask)) ** 2, mask).sqrt()
-        advantages = torch.where(mask, (advantages - mean) / (std + 1e-8), 0.0)
+        advantages = normalize_advantages(advantages, batch.mask)
     n = batch.actions.shape[0]
     epochs = config.update_epochs if config.algo == "ppo" else 1
     size = n // config.num_minibatches
     stats: dict[str, list[float]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac", "grad_norm")}
     for _ in range(epochs):
-        order = torch.as_tensor(rng.permutation(n), device=mask.device)
+        order = torch.as_tensor(rng.permutation(n), device=batch.mask.device)
         for start in range(0, n, size):
-            mb = order[start : start + size]
-            m = mask[mb]
-            with autocast if autocast is not None else contextlib.nullcontext():
-                new_logp, entropy, new_values = model(batch.source[mb], batch.actions[mb], action_mask)
-            new_logp, entropy, new_values = new_logp.float(), entropy.float(), new_values.float()
-            logratio = torch.where(m, new_logp - batch.logprobs[mb], 0.0)
-            ratio = logratio.exp()
-            adv = advantages[mb]
-            if config.algo == "ppo":
-                pg_loss = masked_mean(torch.max(-adv * ratio, -adv * ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef)), m)
-            else:
-                pg_loss = masked_mean(-adv * torch.where(m, new_logp, 0.0), m)
-            if config.algo == "rloo":  # no critic; 0 * values keeps every parameter in the graph for DDP
-                v_loss = 0.0 * new_values.sum()
-            elif config.clip_vloss:
-                clipped = batch.values[mb] + (new_values - batch.values[mb]).clamp(-config.clip_coef, config.clip_coef)
-                v_loss = 0.5 * masked_mean(torch.max((new_values - returns[mb]) ** 2, (clipped - returns[mb]) ** 2), m)
-            else:
-                v_loss = 0.5 * masked_mean((new_values - returns[mb]) ** 2, m)
-            ent = masked_mean(entropy, m)
-            loss = pg_loss - config.ent_coef * ent + config.vf_coef * v_loss
+            loss, parts = minibatch_loss(model, batch, order[start : start + size], advantages, returns, config, action_mask, autocast)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()
-            with torch.no_grad():
-                stats["approx_kl"].append(float(masked_mean((ratio - 1) - logratio, m)))
-                stats["clipfrac"].append(float(masked_mean(((ratio - 1).abs() > config.clip_coef).float(), m)))
-            stats["pg_loss"].append(pg_loss.detach().item())
-            stats["v_loss"].append(v_loss.detach().item())
-            stats["entropy"].append(ent.detach().item())
-            stats["grad_norm"].append(grad_norm.detach().item())
+            for k, v in parts.items():
+                stats[k].append(v.item())
+            stats["grad_norm"].append(grad_norm.item())
         if config.target_kl is not None and stats["approx_kl"][-1] > config.target_kl:
             break
     return {k: float(np.mean(v)) for k, v in stats.items()}
@@ -307,6 +333,8 @@ __all__ = [
     "gae",
     "kl_penalty",
     "masked_mean",
+    "minibatch_loss",
+    "normalize_advantages",
     "ppo_update",
     "returns_to_go",
     "rloo_advantages",

@@ -1,0 +1,186 @@
+"""The learner: advantage estimators, schedules, KL control, resume, torchrun, the CLI, and that it learns."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agents.checkpoint import CheckpointError
+from agents.cli import main as cli_main
+from agents.ppo import KLController, PPOConfig, ShapingSchedule, gae, masked_mean, returns_to_go, rloo_advantages
+from agents.supervised import MLEConfig
+from agents.trainer import RunConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- estimators on known inputs ------------------------------------------------------------------------
+def test_returns_to_go_stop_at_the_episode_end():
+    rewards = torch.tensor([[1.0, 2.0, 3.0, 9.0]])
+    mask = torch.tensor([[True, True, True, False]])
+    assert returns_to_go(rewards, mask, 0.5).tolist() == [[1 + 0.5 * (2 + 0.5 * 3), 2 + 0.5 * 3, 3.0, 0.0]]
+
+
+def test_gae_with_lambda_one_is_monte_carlo_minus_value_and_lambda_zero_is_td():
+    rewards = torch.tensor([[0.1, 0.2, 0.7]])
+    values = torch.tensor([[0.3, 0.5, 0.6]])
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    adv1, ret1 = gae(rewards, values, mask, gamma=0.9, lam=1.0)
+    assert torch.allclose(adv1, returns_to_go(rewards, mask, 0.9) - values)
+    assert torch.allclose(ret1, returns_to_go(rewards, mask, 0.9))
+    adv0, _ = gae(rewards, values, mask, gamma=0.9, lam=0.0)
+    td = torch.tensor([[0.1 + 0.9 * 0.5 - 0.3, 0.2 + 0.9 * 0.6 - 0.5, 0.7 - 0.6]])
+    assert torch.allclose(adv0, td)
+
+
+def test_rloo_baseline_is_the_mean_of_the_other_samples():
+    rewards = torch.tensor([[1.0], [2.0], [6.0], [0.0], [0.0], [3.0]])
+    mask = torch.ones(6, 1, dtype=torch.bool)
+    adv = rloo_advantages(rewards, mask, 1.0, k=3)
+    assert adv[:, 0].tolist() == [1 - 4, 2 - 3.5, 6 - 1.5, 0 - 1.5, 0 - 1.5, 3 - 0]
+
+
+def test_masked_mean_ignores_masked_entries():
+    assert masked_mean(torch.tensor([1.0, 100.0, 3.0]), torch.tensor([True, False, True])).item() == 2.0
+
+
+@pytest.mark.parametrize("kind, progress, score, expected_instant", [
+    ("constant", 0.7, None, 1.0), ("linear", 0.25, None, 0.75), ("cosine", 0.5, None, 0.5), ("adaptive", 0.9, 0.25, 0.5),
+])
+def test_shaping_schedules_move_from_start_to_end_weights(kind, progress, score, expected_instant):
+    config = PPOConfig(schedule=kind, weights_start={"instant": 1.0}, weights_end={"sparse": 1.0}, adaptive_target=0.5)
+    weights = ShapingSchedule(config, {"instant": 1.0, "sparse": 0.0, "token": 0.0}).weights(progress, score)
+    assert weights["instant"] == pytest.approx(expected_instant)
+    assert weights["sparse"] == pytest.approx(1 - expected_instant)
+
+
+def test_adaptive_kl_coefficient_moves_towards_the_target():
+    kl = KLController(0.1, target=1.0, horizon=100)
+    kl.update(current_kl=3.0, num_sequences=10)
+    assert kl.value == pytest.approx(0.1 * (1 + 0.2 * 10 / 100))
+    kl.update(current_kl=0.5, num_sequences=10)
+    assert kl.value < 0.1 * (1 + 0.2 * 10 / 100)
+    fixed = KLController(0.1, target=None, horizon=100)
+    fixed.update(5.0, 10)
+    assert fixed.value == 0.1
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"algo": "a2c"}, "unknown algo"), ({"schedule": "step"}, "unknown schedule"),
+    ({"num_envs": 10, "num_minibatches": 4}, "multiple"), ({"algo": "rloo", "num_envs": 8, "rloo_k": 3}, "rloo_k"),
+    ({"schedule": "linear"}, "weights_end"), ({"weights_end": {"bonus": 1.0}, "schedule": "linear"}, "unknown parts"),
+])
+def test_bad_learner_config_is_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PPOConfig(**kwargs)
+
+
+# -- runs ----------------------------------------------------------------------------------------------
+def tiny_run(out: Path, **overrides) -> RunConfig:
+    ppo = overrides.pop("ppo", PPOConfig(num_envs=16, num_minibatches=2, update_epochs=2))
+    defaults = dict(task="matching:qa", model="tiny", total_tokens=400, out=str(out), init="scratch", ppo=ppo,
+                    eval_every=0, eval_examples=16, checkpoint_every=100, progress=False,
+                    task_kwargs={"num_train": 200, "num_valid": 32, "num_test": 32})
+    defaults.update(overrides)
+    return RunConfig(**defaults)
+
+
+def weights_of(out: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(out / "checkpoint" / "model.safetensors"))
+
+
+@pytest.mark.parametrize("algo", ["ppo", "reinforce", "rloo"])
+def test_resume_continues_exactly_where_the_run_stopped(tmp_path, algo):
+    ppo = PPOConfig(algo=algo, num_envs=16, num_minibatches=2, update_epochs=2, kl_coef=0.05, kl_target=1.0)
+    straight = train(tiny_run(tmp_path / "straight", ppo=ppo, reward="mixed", reward_weights={"instant": 0.5, "token": 0.5}))
+    assert straight["updates"] >= 4
+    half = straight["updates"] // 2
+    train(tiny_run(tmp_path / "split", ppo=ppo, reward="mixed", reward_weights={"instant": 0.5, "token": 0.5}, stop_after_updates=half))
+    resumed = train(tiny_run(tmp_path / "split", ppo=ppo, reward="mixed", reward_weights={"instant": 0.5, "token": 0.5}, resume=True))
+    assert resumed["updates"] == straight["updates"] and resumed["tokens"] == straight["tokens"]
+    a, b = weights_of(tmp_path / "straight"), weights_of(tmp_path / "split")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    rows = (tmp_path / "split" / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + straight["updates"], "one CSV row per update, appended on resume"
+
+
+def test_same_seed_same_training_curve(tmp_path):
+    a = train(tiny_run(tmp_path / "a", eval_every=1))
+    b = train(tiny_run(tmp_path / "b", eval_every=1))
+    curve = lambda p: [line.split(",")[:12] for line in (p / "metrics.csv").read_text().splitlines()[1:]]  # noqa: E731
+    assert a["tokens"] == b["tokens"]
+    assert [r[:2] + r[5:12] for r in curve(tmp_path / "a")] == [r[:2] + r[5:12] for r in curve(tmp_path / "b")]
+
+
+def test_a_new_run_refuses_to_overwrite_a_checkpoint(tmp_path):
+    train(tiny_run(tmp_path / "run"))
+    before = (tmp_path / "run" / "checkpoint" / "model.safetensors").read_bytes()
+    with pytest.raises(CheckpointError, match="--resume"):
+        train(tiny_run(tmp_path / "run"))
+    assert (tmp_path / "run" / "checkpoint" / "model.safetensors").read_bytes() == before
+
+
+@pytest.mark.parametrize("damage", ["truncate", "header", "shapes"])
+def test_resume_from_a_damaged_or_mismatched_checkpoint_fails_clearly_and_writes_nothing(tmp_path, damage, capsys):
+    out = tmp_path / "run"
+    train(tiny_run(out))
+    weights = out / "checkpoint" / "model.safetensors"
+    if damage == "truncate":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif damage == "header":
+        data = bytearray(weights.read_bytes())
+        data[:8] = b"\xff" * 8
+        weights.write_bytes(bytes(data))
+    snapshot = {p: p.read_bytes() for p in (out / "checkpoint").iterdir()}
+    model = "small" if damage == "shapes" else "tiny"
+    args = ["train", "--task", "matching:qa", "--model", model, "--out", str(out), "--resume", "--no-progress",
+            "--total-tokens", "800", "--num-envs", "16"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "checkpoint" in err and ("corrupt" in err or "model" in err or "d_model" in err or "shape" in err)
+    assert {p: p.read_bytes() for p in (out / "checkpoint").iterdir()} == snapshot
+
+
+def test_cli_train_eval_and_sample_run_end_to_end(tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = cli_main(["train", "--task", "matching:summary", "--model", "tiny", "--total-tokens", "500", "--num-envs", "16",
+                     "--minibatches", "2", "--init", "mle", "--mle-steps", "5", "--out", str(out), "--no-progress",
+                     "--eval-examples", "16", "--kl-coef", "0.1"])
+    assert code == 0
+    assert (out / "metrics.csv").exists() and (out / "reference.safetensors").exists() and any((out / "tb").iterdir())
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["tokens"] >= 500 and 0.0 <= summary["valid"]["score"] <= 1.0
+    assert cli_main(["eval", "--checkpoint", str(out), "--max-examples", "32"]) == 0
+    assert cli_main(["sample", "--checkpoint", str(out), "-n", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "greedy" in printed and "sampled" in printed and "score" in printed and "output:" in printed
+
+
+def test_torchrun_two_cpu_processes_train_and_match_single_process_gradients(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    check = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                            str(ROOT / "tests" / "scripts" / "ddp_grad_check.py")], env=env, capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.count("max |grad_ddp - grad_single|") == 2
+
+    out = tmp_path / "ddp"
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "agents.cli", "train",
+                          "--task", "matching:qa", "--model", "tiny", "--total-tokens", "300", "--num-envs", "8",
+                          "--minibatches", "2", "--init", "scratch", "--out", str(out), "--no-progress",
+                          "--eval-examples", "16"], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["tokens"] >= 300
