@@ -93,7 +93,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = RunConfig(
         task=args.task, reward=args.reward, reward_weights=args.reward_weights, seed=args.seed,
         total_tokens=args.total_tokens, model=args.model, device=args.device, out=args.out, init=args.init,
-        mle=MLEConfig(steps=args.mle_steps, learning_rate=args.mle_lr), ppo=ppo, eval_every=args.eval_every,
+        mle=MLEConfig(steps=args.mle_steps, learning_rate=args.mle_lr, batch_size=args.mle_batch_size), ppo=ppo, eval_every=args.eval_every,
         eval_examples=args.eval_examples, checkpoint_every=args.checkpoint_every, resume=args.resume,
         stop_after_updates=args.stop_after_updates, progress=not args.no_progress,
     )
@@ -181,8 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     train.add_argument("--out", default="runs/default", help="output folder")
     train.add_argument("--init", default="mle", help="scratch, mle, or a checkpoint folder / .safetensors file")
-    train.add_argument("--mle-steps", type=int, default=300, help="warm-start steps (--init mle)")
-    train.add_argument("--mle-lr", type=float, default=3e-3)
+    train.add_argument("--mle-steps", type=int, default=1000, help="warm-start steps (--init mle)")
+    train.add_argument("--mle-lr", type=float, default=5e-3)
+    train.add_argument("--mle-batch-size", type=int, default=128)
     train.add_argument("--algo", default="ppo", choices=ALGOS)
     train.add_argument("--num-envs", type=int, default=64, help="episodes per rollout (per rank)")
     train.add_argument("--lr", type=float, default=3e-4)

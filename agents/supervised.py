@@ -23,12 +23,14 @@ from ir_env.tasks.base import Examples, Task
 class MLEConfig:
     """Hyper-parameters of the warm start."""
 
-    steps: int = 300
+    steps: int = 1000
     """Optimiser steps."""
-    batch_size: int = 64
+    batch_size: int = 128
     """Sequences per step."""
-    learning_rate: float = 1e-3
-    """Adam step size (decays linearly to 10% over the steps)."""
+    learning_rate: float = 5e-3
+    """Peak Adam step size: linear warm-up over ``warmup_steps``, then linear decay to 10%."""
+    warmup_steps: int = 100
+    """Steps of linear learning-rate warm-up."""
     label_smoothing: float = 0.0
     """Cross-entropy label smoothing."""
     max_grad_norm: float = 1.0
@@ -69,7 +71,10 @@ def mle_train(
     targets = torch.as_tensor(reference_targets(examples, model.config.max_target_len), device=device)
     sources = torch.as_tensor(examples.source, device=device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0 - 0.9 * s / max(config.steps, 1))
+    def lr_factor(step: int) -> float:
+        return min(1.0, (step + 1) / max(config.warmup_steps, 1)) * max(0.1, 1.0 - step / max(config.steps, 1))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     rng = np.random.default_rng(seed)
     losses = []
     model.train()
