@@ -47,6 +47,12 @@ class PPOConfig:
     """Adam step size."""
     anneal_lr: bool = False
     """Linearly decay the learning rate to 0 over the token budget."""
+    lr_warmup_updates: int = 10
+    """Ramp the learning rate up linearly over the first updates: Adam's first steps move every weight
+    by about the full learning rate whatever its gradient, which can wreck a warm-started policy."""
+    value_warmup_updates: int = 5
+    """Train only the value head for the first updates, so that a fresh critic's errors do not reach the
+    shared trunk through the value loss before its estimates mean anything (PPO only)."""
     gamma: float = 1.0
     """Discount. With gamma = 1 the instant reward's return is exactly the task score."""
     gae_lambda: float = 0.95
@@ -252,31 +258,38 @@ def ppo_update(
     action_mask: torch.Tensor,
     rng: np.random.Generator,
     autocast: torch.autocast | None = None,
+    value_only: bool = False,
 ) -> dict[str, float]:
     """Optimise the policy on one rollout; returns the update's statistics (CleanRL's names).
 
-    ``model`` is an ``ActionEvaluator`` (possibly wrapped in DistributedDataParallel).
+    ``model`` is an ``ActionEvaluator`` (possibly wrapped in DistributedDataParallel). With ``value_only``
+    only the value head's weights change (critic warm-up).
     """
+    value_params = {id(p) for n, p in model.named_parameters() if "value_head" in n}
     if config.norm_adv:
         advantages = normalize_advantages(advantages, batch.mask)
     n = batch.actions.shape[0]
     epochs = config.update_epochs if config.algo == "ppo" else 1
     size = n // config.num_minibatches
-    stats: dict[str, list[float]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac", "grad_norm")}
+    stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac", "grad_norm")}
     for _ in range(epochs):
         order = torch.as_tensor(rng.permutation(n), device=batch.mask.device)
         for start in range(0, n, size):
             loss, parts = minibatch_loss(model, batch, order[start : start + size], advantages, returns, config, action_mask, autocast)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            if value_only:
+                for p in model.parameters():
+                    if id(p) not in value_params:
+                        p.grad = None  # Adam skips parameters without a gradient
+            grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], config.max_grad_norm)
             optimizer.step()
             for k, v in parts.items():
-                stats[k].append(v.item())
-            stats["grad_norm"].append(grad_norm.item())
-        if config.target_kl is not None and stats["approx_kl"][-1] > config.target_kl:
+                stats[k].append(v)  # kept on the device: one host sync per update, not per minibatch
+            stats["grad_norm"].append(grad_norm.detach())
+        if config.target_kl is not None and stats["approx_kl"][-1].item() > config.target_kl:
             break
-    return {k: float(np.mean(v)) for k, v in stats.items()}
+    return {k: float(torch.stack(v).float().mean()) for k, v in stats.items()}
 
 
 def advantages_for(batch: Rollout, rewards: torch.Tensor, config: PPOConfig) -> tuple[torch.Tensor, torch.Tensor]:

@@ -229,9 +229,11 @@ def train(config: RunConfig) -> dict[str, Any]:
         progress = state["tokens"] / config.total_tokens
         weights = schedule.weights(progress, state["last_score"])
         env.set_reward_weights(weights)
+        lr = pc.learning_rate * min(1.0, (u + 1) / max(pc.lr_warmup_updates, 1))
         if pc.anneal_lr:
-            for group in optimizer.param_groups:
-                group["lr"] = pc.learning_rate * (1.0 - progress)
+            lr *= 1.0 - progress
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         seed_u = update_seed(config.seed, rank, u)
         generator = torch.Generator(device=device).manual_seed(seed_u)
         rng = np.random.default_rng(seed_u)
@@ -245,7 +247,8 @@ def train(config: RunConfig) -> dict[str, Any]:
         rewards, seq_kl = kl_penalty(reference, batch, action_mask, kl)
         advantages, returns = advantages_for(batch, rewards, pc)
         model.train()
-        stats = ppo_update(evaluator, optimizer, batch, advantages, returns, pc, action_mask, rng, autocast)
+        critic_warmup = pc.algo == "ppo" and u < pc.value_warmup_updates and config.init != "scratch"
+        stats = ppo_update(evaluator, optimizer, batch, advantages, returns, pc, action_mask, rng, autocast, value_only=critic_warmup)
         t2 = time.perf_counter()
 
         row = {
@@ -277,7 +280,8 @@ def train(config: RunConfig) -> dict[str, Any]:
         updates_here += 1
         done = state["tokens"] >= config.total_tokens
         stopping = done or updates_here == config.stop_after_updates
-        if is_main and ((config.eval_every and (u + 1) % config.eval_every == 0) or done):
+        row["valid_score"] = float("nan")  # every row has every column; filled on evaluation updates
+        if is_main and ((config.eval_every and (u + 1) % config.eval_every == 0) or stopping):
             model.eval()
             with autocast if autocast is not None else contextlib.nullcontext():
                 last_eval = evaluate(model, config.task, "valid", greedy=True, max_examples=config.eval_examples,

@@ -52,7 +52,7 @@ def measure(task_name: str, preset: str, num_envs: int, updates: int, device: to
     env = BatchedInstantRewardEnv(num_envs=num_envs, task=task, info_text=False)
     torch.manual_seed(seed)
     model = PolicyModel(ModelConfig.preset(preset, len(task.vocab), task.max_source_len, task.max_generation_len)).to(device)
-    config = PPOConfig(num_envs=num_envs, num_minibatches=max(1, num_envs // 256) if device.type == "cuda" else 4)
+    config = PPOConfig(num_envs=num_envs, num_minibatches=max(1, num_envs // 1024) if device.type == "cuda" else 4)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     evaluator = ActionEvaluator(model)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None

@@ -13,7 +13,8 @@ actions are simulated ahead of the env by ``ActionStream``, which draws each new
 exactly as the env does; timing covers only the env's ``step`` (and, for the scalar env, ``reset``). The
 first episode of each row ends at a random length, so that a batch's episodes end at staggered steps as
 they do in steady state. A cell warms up, then takes the best of up to three passes of at least S seconds
-each (fewer passes when one pass of the minimum size already ran past 3 S).
+each (fewer passes when one pass of the minimum size already ran past 3 S, one more when the best pass
+ran while another process was runnable; such cells are marked † in the report).
 
 Sections (``--sections``; each returns tables and target checks, so more can be added):
 
@@ -32,7 +33,6 @@ import datetime
 import functools
 import importlib.metadata
 import os
-import platform
 import shlex
 import sys
 import time
@@ -46,6 +46,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from benchmarks.long_targets import METRICS, POLARITY_TOKENS, LongTargetTask
+from benchmarks.machine import machine_description
 from ir_env import (
     EOS,
     REWARD_MODES,
@@ -61,6 +62,7 @@ from ir_env.tasks.base import Task
 DEFAULT_OUT = Path("benchmarks/results/throughput.md")
 COPY_PROB = 0.5  # the policy copies the reference token with this probability
 CHUNK_SECONDS = 0.25  # actions are simulated in chunks of about this much env time
+CONTENDED = 0.5  # mean other runnable processes above which a pass counts as slowed by others (marked †)
 
 
 @dataclass(frozen=True)
@@ -283,11 +285,15 @@ class Measurement:
     passes: int
     timed_seconds: float
     token_steps: int
-    cpu_share: float  # process CPU time / wall time of the best pass: well below 1 when others competed
+    others_running: float  # mean runnable processes besides this one during the best pass (0 on a quiet machine)
 
     @property
     def ns_per_token(self) -> float:
         return 1e9 / self.steps_per_second
+
+    @property
+    def contended(self) -> bool:
+        return self.others_running >= CONTENDED
 
 
 @functools.cache
@@ -312,38 +318,59 @@ def driver_for(cell: Cell) -> Driver:
     raise ValueError(f"unknown env kind {cell.env!r}; expected scalar, naive, sync or batched")
 
 
-def _timed_chunk(driver: Driver, stream: ActionStream, calls: int) -> tuple[float, float]:
-    """Wall and process CPU seconds of ``calls`` steps (the actions are simulated before the clock starts)."""
+def _timed_chunk(driver: Driver, stream: ActionStream, calls: int) -> tuple[float, int]:
+    """Seconds of ``calls`` steps (actions simulated before the clock starts), and the others then running."""
     chunk = driver.prepare(stream.next(calls))
-    wall, cpu = time.perf_counter(), time.process_time()
+    start = time.perf_counter()
     driver.run(chunk)
-    return time.perf_counter() - wall, time.process_time() - cpu
+    return time.perf_counter() - start, _others_running()
+
+
+def _others_running() -> int:
+    """Runnable processes besides this one, from /proc/loadavg ("0.31 0.52 0.60 2/86 1234"); 0 if unknown."""
+    try:
+        return max(int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1, 0)
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def measure(driver: Driver, stream: ActionStream, settings: Settings, min_calls: int = 1) -> Measurement:
-    """Warm up, then the best of up to ``settings.repeats`` passes of >= ``settings.seconds`` and >= ``min_calls``."""
+    """Warm up, then the best of up to ``settings.repeats`` passes of >= ``settings.seconds`` and >= ``min_calls``.
+
+    Fewer passes when the first ones already took ``repeats * seconds``; one more when the best pass ran
+    while other processes were runnable (a shared machine), in the hope of a quiet one.
+    """
     driver.reset(stream.seed)
     calls, warm, k = 0, 0.0, 1
     while warm < min(settings.warmup_seconds, settings.seconds):
         warm += _timed_chunk(driver, stream, k)[0]
         calls, k = calls + k, 2 * k
     calls_per_second = calls / warm
-    passes: list[tuple[float, float]] = []  # (token steps/s, CPU share)
+    passes: list[tuple[float, float]] = []  # (token steps/s, mean others running)
     total, token_steps = 0.0, 0
-    while len(passes) < settings.repeats and (not passes or total < settings.repeats * settings.seconds):
-        done, elapsed, cpu = 0, 0.0, 0.0
+    while _another_pass(passes, total, settings):
+        done, elapsed, others = 0, 0.0, []
         while elapsed < settings.seconds or done < min_calls:
             need = max(min_calls - done, int(np.ceil((settings.seconds - elapsed) * calls_per_second)), 1)
             k = min(need, max(1, int(CHUNK_SECONDS * calls_per_second)))
-            wall, used = _timed_chunk(driver, stream, k)
-            done, elapsed, cpu = done + k, elapsed + wall, cpu + used
+            wall, running = _timed_chunk(driver, stream, k)
+            done, elapsed = done + k, elapsed + wall
+            others.append(running)
         calls_per_second = done / elapsed
-        passes.append((done * driver.num_rows / elapsed, cpu / elapsed))
+        passes.append((done * driver.num_rows / elapsed, float(np.mean(others))))
         total += elapsed
         token_steps += done * driver.num_rows
         stream.check(*driver.state())
-    best, share = max(passes)
-    return Measurement(best, len(passes), total, token_steps, share)
+    best, others_running = max(passes)
+    return Measurement(best, len(passes), total, token_steps, others_running)
+
+
+def _another_pass(passes: list[tuple[float, float]], total: float, settings: Settings) -> bool:
+    """Whether ``measure`` runs one more pass after ``passes`` ((token steps/s, others running)) of ``total`` s."""
+    if len(passes) < settings.repeats:
+        return not passes or total < settings.repeats * settings.seconds
+    extra_time = total < (settings.repeats + 1) * settings.seconds
+    return len(passes) == settings.repeats and max(passes)[1] >= CONTENDED and extra_time
 
 
 class EnvBench:
@@ -362,10 +389,10 @@ class EnvBench:
             driver = driver_for(cell)
             stream = ActionStream(task_named(cell.task), driver.num_rows, cell.seed)
             m = self.results[cell] = measure(driver, stream, self.settings, min_calls)
-            passes = f"{m.passes} passes, {m.token_steps:,} steps, {m.timed_seconds:.1f} s, CPU share {m.cpu_share:.0%}"
             self.log(
                 f"  {cell.env:8s} {cell.task:18s} {cell.reward:8s} N={cell.num_envs:<5d} "
-                f"{m.steps_per_second:>14,.0f} token steps/s  ({passes})"
+                f"{m.steps_per_second:>14,.0f} token steps/s  ({m.passes} passes, {m.token_steps:,} steps, "
+                f"{m.timed_seconds:.1f} s, others running {m.others_running:.1f})"
             )
         return self.results[cell]
 
@@ -404,8 +431,9 @@ class Section:
         return "\n\n".join([f"## {self.title}", self.notes] + [t.markdown() for t in self.tables])
 
 
-def rate(value: float) -> str:
-    return f"{value:,.0f}"
+def rate(value: float, m: Measurement | None = None) -> str:
+    """``value`` with thousands separators, marked † when ``m`` ran while other processes were runnable."""
+    return f"{value:,.0f}" + ("†" if m is not None and m.contended else "")
 
 
 def ratio(value: float) -> str:
@@ -417,7 +445,7 @@ def scalar_section(bench: EnvBench) -> Section:
     s = bench.settings
     rows = []
     for task in s.tasks:
-        cells = [rate(bench(Cell("scalar", task, reward)).steps_per_second) for reward in s.rewards]
+        cells = [rate(m.steps_per_second, m) for m in (bench(Cell("scalar", task, reward)) for reward in s.rewards)]
         rows.append([task, task_named(task).metric_name] + cells)
     notes = (
         "`InstantRewardEnv(task, reward=...)` stepped one token at a time and reset by the loop at each "
@@ -439,7 +467,7 @@ def comparison_section(bench: EnvBench) -> Section:
         base = bench(Cell("scalar", task)).steps_per_second
         for env, label, n in kinds:
             m = bench(Cell(env, task, num_envs=n))
-            rows.append([task, label, str(n), rate(m.steps_per_second), ratio(m.steps_per_second / base)])
+            rows.append([task, label, str(n), rate(m.steps_per_second, m), ratio(m.steps_per_second / base)])
     big, task = max(s.num_envs), "translation"
     if task in s.tasks:
         batched = bench(Cell("batched", task, num_envs=big)).steps_per_second
@@ -480,7 +508,7 @@ def length_section(bench: EnvBench) -> Section:
         task = f"long:{metric}:{length}"
         batched, naive = bench(Cell("batched", task, num_envs=n)), bench(Cell("naive", task))
         b, v = batched.ns_per_token, naive.ns_per_token
-        rows.append([metric, str(length), rate(b), rate(v), ratio(v / b)])
+        rows.append([metric, str(length), rate(b, batched), rate(v, naive), ratio(v / b)])
     for metric in s.sweep_metrics:
         cost = {
             L: (bench(Cell("batched", f"long:{metric}:{L}", num_envs=n)), bench(Cell("naive", f"long:{metric}:{L}")))
@@ -511,23 +539,11 @@ SECTIONS: dict[str, Callable[[EnvBench], Section]] = {
 }
 
 
-def machine_description() -> str:
-    """CPU model, cores, RAM and the versions of the packages measured."""
-    cpu = _proc_field("/proc/cpuinfo", "model name") or platform.processor() or platform.machine()
-    kib = _proc_field("/proc/meminfo", "MemTotal")  # "24615120 kB"
-    ram = f", {int(kib.split()[0]) / 2**20:.0f} GiB RAM" if kib else ""
-    packages = ("numpy", "gymnasium", "sacrebleu", "rouge-score", "vaderSentiment")
-    versions = ", ".join(f"{pkg} {importlib.metadata.version(pkg)}" for pkg in packages)
-    return f"{cpu}, {os.cpu_count()} cores{ram}; Python {platform.python_version()}, {versions}"
-
-
-def _proc_field(path: str, key: str) -> str | None:
-    """The value of ``key: value`` in a /proc file, or None (not Linux)."""
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError:
-        return None
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), None)
+def package_versions() -> str:
+    """Versions of the reference packages the naive baseline calls."""
+    return ", ".join(
+        f"{pkg} {importlib.metadata.version(pkg)}" for pkg in ("sacrebleu", "rouge-score", "vaderSentiment")
+    )
 
 
 def report(sections: Sequence[Section], command: str, settings: Settings, elapsed: float, load: str) -> str:
@@ -537,14 +553,16 @@ def report(sections: Sequence[Section], command: str, settings: Settings, elapse
         "# Throughput: token steps per second" + (" (quick run)" if settings.quick else ""),
         (
             f"Command: `{command}`  \nDate: {datetime.datetime.now().isoformat(timespec='minutes')}  \n"
-            f"Machine: {machine_description()}  \nRun time: {elapsed:.0f} s; {load}"
+            f"Machine: {machine_description()}; {package_versions()}  \nRun time: {elapsed:.0f} s; {load}"
         ),
         (
             "One token of one episode is one step. Each cell runs a copy-or-random policy (reference token with "
             f"probability {COPY_PROB}, else a random allowed token) whose actions are simulated before timing; "
             f"best of up to {settings.repeats} passes of at least {settings.seconds:g} s after a warm-up. Steps "
             "return everything the env returns by default (observations, rewards, flags, infos, action masks, "
-            "final text). See the docstring of `benchmarks/throughput.py`."
+            "final text). A † marks a cell whose best pass ran while another process was runnable on the "
+            f"machine (on average at least {CONTENDED} of one): such cells can read 20-40% low. See the docstring "
+            "of `benchmarks/throughput.py`."
         ),
     ]
     if checks:
@@ -604,11 +622,11 @@ def main(argv: Sequence[str] | None = None) -> Path:
         bench.log(f"section {name}")
         sections.append(SECTIONS[name](bench))
     command = " ".join(["python -m benchmarks.throughput", *map(shlex.quote, argv)])
-    shares = sorted(m.cpu_share for m in bench.results.values()) or [float("nan")]
+    others = [m.others_running for m in bench.results.values()] or [float("nan")]
     load = (
-        f"1-minute load average {load_start:.1f} at the start, {_load():.1f} at the end; the reported passes had "
-        f"{shares[0]:.0%} to {shares[-1]:.0%} (median {shares[len(shares) // 2]:.0%}) of a core (process time / "
-        "wall time; well under 100% means other processes competed for the cores)"
+        f"1-minute load average {load_start:.1f} at the start, {_load():.1f} at the end; other runnable "
+        f"processes sampled during the reported passes: mean {np.mean(others):.2f}, at most {max(others):.2f} "
+        f"in one cell ({os.cpu_count()} cores)"
     )
     text = report(sections, command, settings, time.perf_counter() - start, load)
     print(text)
