@@ -85,7 +85,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from agents.trainer import RunConfig, train
 
     ppo = PPOConfig(
-        algo=args.algo, num_envs=args.num_envs, learning_rate=args.lr, gamma=args.gamma, update_epochs=args.epochs,
+        algo=args.algo, num_envs=args.num_envs,
+        learning_rate=args.lr if args.lr is not None else (3e-4 if args.init == "scratch" else 3e-5), gamma=args.gamma, update_epochs=args.epochs,
         num_minibatches=args.minibatches, ent_coef=args.ent_coef, temperature=args.temperature, kl_coef=args.kl_coef,
         kl_target=args.kl_target, rloo_k=args.rloo_k, schedule=args.schedule, weights_start=args.weights_start or {},
         weights_end=args.weights_end or {}, adaptive_target=args.adaptive_target, anneal_lr=args.anneal_lr,
@@ -186,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--mle-batch-size", type=int, default=128)
     train.add_argument("--algo", default="ppo", choices=ALGOS)
     train.add_argument("--num-envs", type=int, default=64, help="episodes per rollout (per rank)")
-    train.add_argument("--lr", type=float, default=3e-4)
+    train.add_argument("--lr", type=float, default=None,
+                       help="RL learning rate (default 3e-4 from scratch, 3e-5 after a warm start)")
     train.add_argument("--gamma", type=float, default=1.0)
     train.add_argument("--epochs", type=int, default=4, help="PPO epochs per rollout")
     train.add_argument("--minibatches", type=int, default=4)

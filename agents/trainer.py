@@ -167,6 +167,28 @@ def _atomic_save_model(model: torch.nn.Module, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _warm_start(model: PolicyModel, task, config: RunConfig, autocast, show: bool) -> None:
+    """The maximum-likelihood warm start, with a progress bar and the valid score before and after."""
+    bar = None
+    if show:
+        from tqdm import tqdm
+
+        before = evaluate(model.eval(), config.task, "valid", max_examples=config.eval_examples, task_kwargs=config.task_kwargs)
+        print(f"valid score before the warm start: {before['score']:.4f}", flush=True)
+        bar = tqdm(total=config.mle.steps, desc="warm start (MLE)", unit="step", dynamic_ncols=True)
+
+    def on_step(step: int, loss: float) -> None:
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}")
+
+    mle_train(model.train(), task, config.mle, seed=config.seed, autocast=autocast, on_step=on_step)
+    if bar is not None:
+        bar.close()
+        after = evaluate(model.eval(), config.task, "valid", max_examples=config.eval_examples, task_kwargs=config.task_kwargs)
+        print(f"valid score after the warm start:  {after['score']:.4f}", flush=True)
+
+
 def train(config: RunConfig) -> dict[str, Any]:
     """Run (or resume) training; returns the summary (also written to ``summary.json``)."""
     rank, world, device = setup_distributed(config.device)
@@ -194,7 +216,7 @@ def train(config: RunConfig) -> dict[str, Any]:
         if (out / "checkpoint").exists():
             raise CheckpointError(f"{out} already holds a checkpoint; pass --resume to continue it or choose a new --out")
         if config.init == "mle":
-            mle_train(model, task, config.mle, seed=config.seed, autocast=autocast)
+            _warm_start(model, task, config, autocast, show=is_main and config.progress)
         elif config.init != "scratch":
             load_weights(config.init, model)
     reference = None
