@@ -167,14 +167,19 @@ def _atomic_save_model(model: torch.nn.Module, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _warm_start(model: PolicyModel, task, config: RunConfig, autocast, show: bool) -> None:
+def _warm_start(model: PolicyModel, task, config: RunConfig, autocast, is_main: bool) -> None:
     """The maximum-likelihood warm start, with a progress bar and the valid score before and after."""
+
+    def report(when: str) -> None:
+        if is_main:
+            score = evaluate(model.eval(), config.task, "valid", max_examples=config.eval_examples, task_kwargs=config.task_kwargs)
+            print(f"valid score {when} the warm start: {score['score']:.4f}", flush=True)
+
+    report("before")
     bar = None
-    if show:
+    if is_main and config.progress:
         from tqdm import tqdm
 
-        before = evaluate(model.eval(), config.task, "valid", max_examples=config.eval_examples, task_kwargs=config.task_kwargs)
-        print(f"valid score before the warm start: {before['score']:.4f}", flush=True)
         bar = tqdm(total=config.mle.steps, desc="warm start (MLE)", unit="step", dynamic_ncols=True)
 
     def on_step(step: int, loss: float) -> None:
@@ -185,8 +190,7 @@ def _warm_start(model: PolicyModel, task, config: RunConfig, autocast, show: boo
     mle_train(model.train(), task, config.mle, seed=config.seed, autocast=autocast, on_step=on_step)
     if bar is not None:
         bar.close()
-        after = evaluate(model.eval(), config.task, "valid", max_examples=config.eval_examples, task_kwargs=config.task_kwargs)
-        print(f"valid score after the warm start:  {after['score']:.4f}", flush=True)
+    report("after")
 
 
 def train(config: RunConfig) -> dict[str, Any]:
@@ -216,7 +220,7 @@ def train(config: RunConfig) -> dict[str, Any]:
         if (out / "checkpoint").exists():
             raise CheckpointError(f"{out} already holds a checkpoint; pass --resume to continue it or choose a new --out")
         if config.init == "mle":
-            _warm_start(model, task, config, autocast, show=is_main and config.progress)
+            _warm_start(model, task, config, autocast, is_main)
         elif config.init != "scratch":
             load_weights(config.init, model)
     reference = None

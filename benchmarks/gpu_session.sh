@@ -10,10 +10,10 @@ fi
 export PYTHONUNBUFFERED=1 PYTHONPATH=${PYTHONPATH:-$PWD}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))" | tee -a "$out/gpu.txt"
-timeout 150 python3 -m benchmarks.learner --device cuda --model small base large --num-envs 1024 4096 --updates 2 \
+timeout 130 python3 -m benchmarks.learner --device cuda --model small base large --num-envs 1024 4096 --updates 2 \
   --out "$out/learner_cuda.md" 2>&1 | tee "$out/learner.log"
-timeout 160 python3 -m agents.cli train --task translation --model small --device cuda --total-tokens 400000 \
-  --num-envs 512 --minibatches 4 --init mle --mle-steps 2000 --mle-batch-size 256 --mle-lr 1e-3 --out "$out/run" \
+timeout 200 python3 -m agents.cli train --task translation --model small --device cuda --total-tokens 400000 \
+  --num-envs 512 --minibatches 2 --init mle --mle-steps 3000 --mle-batch-size 256 --mle-lr 1e-3 --lr 3e-5 --out "$out/run" \
   --eval-every 5 --eval-examples 512 --no-progress 2>&1 | tail -20 | tee "$out/train.log"
 cp "$out/run/metrics.csv" "$out/train_metrics.csv" 2>/dev/null
 cp "$out/run/summary.json" "$out/train_summary.json" 2>/dev/null
