@@ -79,7 +79,7 @@ class BatchedInstantRewardEnv(VectorEnv):
         self._all_rows = np.arange(self.num_envs)
         self._steps = np.zeros(self.num_envs, dtype=np.int64)
         self._started = False
-        self._reference_text: dict[int, str] = {}
+        self._reference_text: np.ndarray | None = None
 
     # -- Gymnasium API -------------------------------------------------------------------------------
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
@@ -199,15 +199,12 @@ class BatchedInstantRewardEnv(VectorEnv):
         out[rows] = [{"source": s, "generated": g} for s, g in zip(source, generated)]
         return out
 
-    def _reference(self, example: int) -> str:
-        """The detokenised reference of ``example``, memoised."""
-        text = self._reference_text.get(example)
-        if text is None:
-            examples = self.episodes.examples
-            text = self._reference_text[example] = self.task.vocab.detokenize(
-                examples.reference[example, : examples.reference_len[example]]
-            )
-        return text
+    def _reference_texts(self) -> np.ndarray:
+        """The detokenised reference of every example of the split (object array), built on first use."""
+        if self._reference_text is None:
+            ex = self.episodes.examples
+            self._reference_text = np.array(self.task.vocab.detokenize_rows(ex.reference, ex.reference_len), dtype=object)
+        return self._reference_text
 
     def _final_info(self, rows: np.ndarray, result, terminated: np.ndarray, ended: np.ndarray) -> dict[str, Any]:
         n, ep = self.num_envs, self.episodes
@@ -225,7 +222,7 @@ class BatchedInstantRewardEnv(VectorEnv):
                 text = np.full(n, None, dtype=object)
                 text[done] = vocab.detokenize_rows(ep.generated[done], ep.length[done])
                 reference = np.full(n, None, dtype=object)
-                reference[done] = [self._reference(int(e)) for e in ep.example_ids[done]]
+                reference[done] = self._reference_texts()[ep.example_ids[done]]
                 info["text"], info["_text"] = text, terminated
                 info["reference"], info["_reference"] = reference, terminated
         return info
