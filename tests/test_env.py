@@ -246,7 +246,8 @@ def test_numpy_integer_actions_are_accepted():
     env = make()
     env.reset(seed=0)
     env.step(np.int32(5))
-    env.step(np.array(6))
+    obs, *_ = env.step(np.array(6))
+    assert obs["generated"][:2].tolist() == [5, 6]
 
 
 def test_step_before_reset_and_after_the_end_raise():
