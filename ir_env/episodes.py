@@ -7,6 +7,7 @@ example of each new episode from one RNG per row in blocks, identically for both
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Union
@@ -95,18 +96,21 @@ class EpisodeBatch:
     def _make_potential(self, potential: PotentialSpec) -> PrefixMetric:
         if isinstance(potential, type) and issubclass(potential, PrefixMetric):
             return potential(self.examples, self.num_rows)
-        if callable(potential):
-            try:
-                made = potential(self.examples, self.num_rows)
-            except TypeError:
-                made = None
-            if isinstance(made, PrefixMetric):
-                return made
+        if not callable(potential):
+            raise TypeError(
+                "potential must be a PrefixMetric class/factory (examples, num_rows) or a function "
+                f"(source, prefix, reference) -> float, got {type(potential).__name__}"
+            )
+        try:
+            takes_three = len(inspect.signature(potential).parameters) == 3
+        except (TypeError, ValueError):  # builtins without a signature: treat as a plain function
+            takes_three = True
+        if takes_three:
             return CallablePotential(potential, self.examples, self.num_rows, self.max_len)
-        raise TypeError(
-            f"potential must be a PrefixMetric class/factory or a function (source, prefix, reference) -> float, "
-            f"got {type(potential).__name__}"
-        )
+        made = potential(self.examples, self.num_rows)
+        if not isinstance(made, PrefixMetric):
+            raise TypeError(f"the potential factory returned {type(made).__name__}, not a PrefixMetric")
+        return made
 
     def reset_rows(self, rows: np.ndarray, example_ids: np.ndarray) -> None:
         """Start new episodes in ``rows`` (sorted) on ``example_ids``."""
