@@ -83,8 +83,8 @@ class BatchedInstantRewardEnv(VectorEnv):
 
     # -- Gymnasium API -------------------------------------------------------------------------------
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
         seeds = self._seeds(seed)
+        super().reset(seed=seed if isinstance(seed, (int, np.integer)) else None)  # the base class takes one int
         for i, s in enumerate(seeds):
             if s is not None or not self._started:
                 self.sampler.reseed(i, seeding.np_random(s)[0])

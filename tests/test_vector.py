@@ -154,3 +154,12 @@ def test_observations_are_fresh_arrays():
     obs["source"][:] = 0
     obs2, *_ = env.step(np.array([5, 5]))
     assert obs2["source"].any() and obs2["generated"][:, 0].tolist() == [5, 5]
+
+
+def test_reset_takes_one_seed_per_row():
+    env = BatchedInstantRewardEnv(num_envs=3)
+    listed, _ = env.reset(seed=[7, 8, 9])
+    consecutive, _ = env.reset(seed=7)
+    assert np.array_equal(listed["source"], consecutive["source"])
+    with pytest.raises(ValueError, match="3 envs"):
+        env.reset(seed=[1, 2])
