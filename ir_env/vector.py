@@ -218,7 +218,7 @@ class BatchedInstantRewardEnv(VectorEnv):
             info["length"], info["_length"] = np.where(terminated, ep.length, 0), terminated
             if self.info_text:
                 done = np.flatnonzero(terminated)
-                vocab, examples = self.task.vocab, ep.examples
+                vocab = self.task.vocab
                 text = np.full(n, None, dtype=object)
                 text[done] = vocab.detokenize_rows(ep.generated[done], ep.length[done])
                 reference = np.full(n, None, dtype=object)

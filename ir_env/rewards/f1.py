@@ -31,7 +31,7 @@ from collections import Counter
 
 import numpy as np
 
-from ir_env.rewards.base import PrefixMetric
+from ir_env.rewards.base import PrefixMetric, check_reference_ids
 from ir_env.rewards.tables import ExampleHashTables
 from ir_env.tasks.base import Examples
 from ir_env.tokenizer import BOS, EOS, PAD, UNK, Vocabulary, pad_batch
@@ -184,10 +184,7 @@ class TokenF1(PrefixMetric):
 
     def __init__(self, examples: Examples, num_rows: int, vocab: Vocabulary):
         super().__init__(examples, num_rows)
-        if examples.reference.size and int(examples.reference.max()) >= len(vocab):
-            raise ValueError(
-                f"reference id {int(examples.reference.max())} is outside the vocabulary ({len(vocab)} ids)"
-            )
+        check_reference_ids(examples, vocab)
         self.vocab = vocab
         self.tables = _tables_for(examples, vocab)
         self.overlap = np.zeros(num_rows, dtype=np.int64)  # clipped matches, sum over words of min(pred, ref)

@@ -24,7 +24,7 @@ import weakref
 import numpy as np
 from rouge_score.tokenizers import DefaultTokenizer
 
-from ir_env.rewards.base import PrefixMetric
+from ir_env.rewards.base import PrefixMetric, check_reference_ids
 from ir_env.tasks.base import Examples
 from ir_env.tokenizer import BOS, EOS, PAD, UNK, Vocabulary, pad_batch
 
@@ -91,10 +91,7 @@ class RougeL(PrefixMetric):
 
     def __init__(self, examples: Examples, num_rows: int, vocab: Vocabulary):
         super().__init__(examples, num_rows)
-        if examples.reference.size and int(examples.reference.max()) >= len(vocab):
-            raise ValueError(
-                f"reference id {int(examples.reference.max())} is outside the vocabulary ({len(vocab)} ids)"
-            )
+        check_reference_ids(examples, vocab)
         self.vocab = vocab
         self.tables = _tables_for(examples, vocab)
         width = self.tables.reference.shape[1]
