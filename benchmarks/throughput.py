@@ -14,7 +14,8 @@ exactly as the env does; timing covers only the env's ``step`` (and, for the sca
 first episode of each row ends at a random length, so that a batch's episodes end at staggered steps as
 they do in steady state. A cell warms up, then takes the best of up to three passes of at least S seconds
 each (fewer passes when one pass of the minimum size already ran past 3 S, one more when the best pass
-ran while another process was runnable; such cells are marked † in the report).
+ran while another process was runnable; such cells are marked † in the report). The passes of a
+section's cells take turns, so that a slow spell of the (shared) machine costs each cell one pass.
 
 Sections (``--sections``; each returns tables and target checks, so more can be added):
 
@@ -42,25 +43,26 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from gymnasium.utils import seeding
-from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-from benchmarks.long_targets import METRICS, POLARITY_TOKENS, LongTargetTask
+from benchmarks.env_drivers import (
+    COPY_PROB,
+    ActionStream,
+    Driver,
+    batched_driver,
+    naive_potential,
+    scalar_driver,
+    sync_driver,
+)
+from benchmarks.long_targets import LongTargetTask
 from benchmarks.machine import machine_description
 from ir_env import (
-    EOS,
     REWARD_MODES,
-    BatchedInstantRewardEnv,
-    InstantRewardEnv,
     make_task,
 )
-from ir_env.episodes import ExampleSampler
-from ir_env.rewards.base import PotentialFn
 from ir_env.tasks import TASKS
 from ir_env.tasks.base import Task
 
 DEFAULT_OUT = Path("benchmarks/results/throughput.md")
-COPY_PROB = 0.5  # the policy copies the reference token with this probability
 CHUNK_SECONDS = 0.25  # actions are simulated in chunks of about this much env time
 CONTENDED = 0.5  # mean other runnable processes above which a pass counts as slowed by others (marked †)
 
@@ -93,172 +95,13 @@ class Settings:
     """Metrics swept over every length."""
     vader_length: int | None = 16
     """The one length VADER is measured at (it calls VADER once per row and token), or None."""
+    retry_contended: bool = True
+    """One more pass for a cell whose best pass ran while other processes were runnable."""
     quick: bool = False
     """Marks the report as a quick run."""
 
 
-QUICK = Settings(seconds=0.3, warmup_seconds=0.05, sync_min_calls=5, quick=True)
-
-
-# -- the policy ----------------------------------------------------------------------------------------
-class ActionStream:
-    """The copy-or-random policy's actions for N rows, simulated ahead of an env reset with ``seed``.
-
-    It mirrors the env's episode bookkeeping (one ``ExampleSampler`` RNG per row, seeded ``seed + i`` as
-    the env seeds row i; an episode ends at EOS or at the length cap), so the actions it returns are those
-    the policy would take on the env's own episodes, while the policy's cost stays out of the timing.
-
-    Args:
-        task: the task the env runs.
-        num_rows: N.
-        seed: the seed the env is reset with.
-        split: the env's split.
-        copy_prob: probability of copying the reference token.
-    """
-
-    def __init__(self, task: Task, num_rows: int, seed: int, split: str = "train", copy_prob: float = COPY_PROB):
-        examples = task.examples(split)
-        self.reference, self.reference_len = examples.reference, examples.reference_len
-        self.max_len = task.max_generation_len
-        mask = task.action_mask().copy()
-        mask[EOS] = False
-        self.tokens = np.flatnonzero(mask)  # the random half never ends an episode
-        self.seed, self.num_rows, self.copy_prob = seed, num_rows, copy_prob
-        self.sampler = ExampleSampler(len(examples), [seeding.np_random(seed + i)[0] for i in range(num_rows)])
-        self.rng = np.random.default_rng([seed, 1])
-        self.example = self.sampler.draw(np.arange(num_rows))  # (N,)
-        self.length = np.zeros(num_rows, dtype=np.int64)  # (N,)
-        self.first_stop = self.rng.integers(1, self.max_len + 1, size=num_rows)  # staggers the first episodes
-        self.fresh = np.ones(num_rows, dtype=bool)
-        self.episodes = 0
-
-    def next(self, calls: int) -> np.ndarray:
-        """(calls, N) int64 actions of the next ``calls`` steps."""
-        n, width = self.num_rows, self.reference.shape[1]
-        copy = self.rng.random((calls, n)) < self.copy_prob
-        random_tokens = self.tokens[self.rng.integers(len(self.tokens), size=(calls, n))]
-        out = np.empty((calls, n), dtype=np.int64)
-        for t in range(calls):
-            pos, e = self.length, self.example
-            target = np.where(pos < self.reference_len[e], self.reference[e, np.minimum(pos, width - 1)], EOS)
-            action = np.where(copy[t], target, random_tokens[t])
-            action[self.fresh & (pos == self.first_stop)] = EOS
-            out[t] = action
-            self.length = pos + (action != EOS)
-            ended = np.flatnonzero((action == EOS) | (self.length >= self.max_len))
-            if len(ended):
-                self.example[ended] = self.sampler.draw(ended)
-                self.length[ended] = 0
-                self.fresh[ended] = False
-                self.episodes += len(ended)
-        return out
-
-    def check(self, example_ids: np.ndarray, lengths: np.ndarray) -> None:
-        """Raise if the env's episodes left the simulated ones (the timing would no longer be of this policy)."""
-        if not (np.array_equal(example_ids, self.example) and np.array_equal(lengths, self.length)):
-            raise RuntimeError(
-                "the env's episodes differ from the ActionStream's simulation; was it reset with its seed?"
-            )
-
-
-# -- envs under test -----------------------------------------------------------------------------------
-@dataclass
-class Driver:
-    """One env under test: how to reset it, run a chunk of actions, and read its episode state."""
-
-    num_rows: int
-    reset: Callable[[int], object]
-    run: Callable[[object], None]
-    state: Callable[[], tuple[np.ndarray, np.ndarray]]
-    prepare: Callable[[np.ndarray], object] = lambda chunk: chunk  # untimed conversion of a chunk
-
-
-def scalar_driver(task: Task, reward: str = "instant", potential: PotentialFn | None = None) -> Driver:
-    """``InstantRewardEnv``, reset by the caller at every episode end as a user loop does."""
-    env = InstantRewardEnv(task=task, reward=reward, potential=potential)
-
-    def run(actions: list[int]) -> None:
-        step, reset = env.step, env.reset
-        for a in actions:
-            if step(a)[2]:
-                reset()
-
-    def state() -> tuple[np.ndarray, np.ndarray]:
-        return env.episodes.example_ids, env.episodes.length
-
-    return Driver(1, lambda seed: env.reset(seed=seed), run, state, lambda chunk: chunk[:, 0].tolist())
-
-
-def _step_each(env: BatchedInstantRewardEnv | SyncVectorEnv) -> Callable[[np.ndarray], None]:
-    def run(actions: np.ndarray) -> None:  # (calls, N)
-        step = env.step
-        for a in actions:
-            step(a)
-
-    return run
-
-
-def batched_driver(task: Task, num_envs: int, reward: str = "instant") -> Driver:
-    """``BatchedInstantRewardEnv`` (what ``gym.make_vec(id, num_envs=N)`` returns)."""
-    env = BatchedInstantRewardEnv(num_envs=num_envs, task=task, reward=reward)
-
-    def state() -> tuple[np.ndarray, np.ndarray]:
-        return env.episodes.example_ids, env.episodes.length
-
-    return Driver(num_envs, lambda seed: env.reset(seed=seed), _step_each(env), state)
-
-
-def sync_driver(task: Task, num_envs: int, reward: str = "instant") -> Driver:
-    """``gymnasium.vector.SyncVectorEnv`` of scalar envs with same-step autoreset."""
-    fns = [functools.partial(InstantRewardEnv, task=task, reward=reward) for _ in range(num_envs)]
-    env = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
-
-    def state() -> tuple[np.ndarray, np.ndarray]:
-        eps = [e.episodes for e in env.envs]
-        return np.array([ep.example_ids[0] for ep in eps]), np.array([ep.length[0] for ep in eps])
-
-    return Driver(num_envs, lambda seed: env.reset(seed=seed), _step_each(env), state)
-
-
-def naive_potential(task: Task) -> PotentialFn:
-    """Phi recomputed from scratch on the whole prefix text by the metric's reference package, as RL4LMs does.
-
-    The function takes (source ids, prefix ids, reference ids) as ``potential=`` expects; the reference's
-    text is remembered per reference (a peer keeps reference strings), the prefix's is rebuilt every step.
-    """
-    vocab, name = task.vocab, task.metric_name
-    references: dict[bytes, str] = {}
-
-    def words(ids: np.ndarray) -> str:  # BLEU's text: the tokens joined by spaces (tokenize="none")
-        return " ".join([vocab.tokens[i] for i in ids.tolist()])
-
-    def reference_text(ids: np.ndarray, text: Callable[[np.ndarray], str]) -> str:
-        key = ids.tobytes()
-        if key not in references:
-            references[key] = text(ids)
-        return references[key]
-
-    if name == "bleu":
-        from sacrebleu.metrics import BLEU
-
-        bleu = BLEU(tokenize="none", effective_order=True)  # what sacrebleu.sentence_bleu builds every call
-        return lambda s, p, r: bleu.sentence_score(words(p), [reference_text(r, words)]).score / 100
-    if name == "f1":
-        from ir_env.rewards.f1 import squad_f1
-
-        return lambda s, p, r: squad_f1(vocab.detokenize(p), reference_text(r, vocab.detokenize))
-    if name == "rouge_l":
-        from rouge_score.rouge_scorer import RougeScorer
-
-        scorer = RougeScorer(["rougeL"], use_stemmer=False)
-        return lambda s, p, r: scorer.score(reference_text(r, vocab.detokenize), vocab.detokenize(p))["rougeL"].fmeasure
-    if name == "vader":
-        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-        analyzer = SentimentIntensityAnalyzer()
-        sign = {vocab.id(POLARITY_TOKENS[0]): 1.0, vocab.id(POLARITY_TOKENS[1]): -1.0}  # the source's first token
-        return lambda s, p, r: sign[int(s[0])] * analyzer.polarity_scores(vocab.detokenize(p))["compound"]
-    raise ValueError(f"no naive baseline for metric {name!r}; expected one of {list(METRICS)}")
+QUICK = Settings(seconds=0.3, warmup_seconds=0.05, sync_min_calls=5, retry_contended=False, quick=True)
 
 
 # -- timing --------------------------------------------------------------------------------------------
@@ -318,12 +161,68 @@ def driver_for(cell: Cell) -> Driver:
     raise ValueError(f"unknown env kind {cell.env!r}; expected scalar, naive, sync or batched")
 
 
-def _timed_chunk(driver: Driver, stream: ActionStream, calls: int) -> tuple[float, int]:
-    """Seconds of ``calls`` steps (actions simulated before the clock starts), and the others then running."""
-    chunk = driver.prepare(stream.next(calls))
-    start = time.perf_counter()
-    driver.run(chunk)
-    return time.perf_counter() - start, _others_running()
+class CellRun:
+    """One cell's env, action stream and passes, so that the passes of many cells can take turns.
+
+    Passes of the cells of a section run round-robin: when the machine slows down for a while (it is
+    shared, and much of the slowdown comes from outside and is invisible here), every cell loses a pass
+    to it rather than one cell losing all of them.
+    """
+
+    def __init__(self, cell: Cell, settings: Settings):
+        self.cell, self.settings = cell, settings
+        self.min_calls = settings.sync_min_calls if cell.env == "sync" else 1
+        self.driver = driver_for(cell)
+        self.stream = ActionStream(task_named(cell.task), self.driver.num_rows, cell.seed)
+        self.driver.reset(self.stream.seed)
+        self.calls_per_second = 0.0  # unknown until the warm-up
+        self.passes: list[tuple[float, float]] = []  # (token steps/s, mean others running)
+        self.total, self.token_steps = 0.0, 0
+
+    def _chunk(self, calls: int) -> tuple[float, int]:
+        """Seconds of ``calls`` steps (actions simulated before the clock starts), and the others then running."""
+        chunk = self.driver.prepare(self.stream.next(calls))
+        start = time.perf_counter()
+        self.driver.run(chunk)
+        return time.perf_counter() - start, _others_running()
+
+    def warm_up(self) -> None:
+        """Untimed steps in growing chunks, which also estimate the speed."""
+        calls, warm, k = 0, 0.0, 1
+        while warm < min(self.settings.warmup_seconds, self.settings.seconds):
+            warm += self._chunk(k)[0]
+            calls, k = calls + k, 2 * k
+        self.calls_per_second = calls / warm
+
+    def run_pass(self) -> None:
+        """One timed pass of at least ``settings.seconds`` and ``min_calls`` steps."""
+        if not self.calls_per_second:
+            self.warm_up()
+        seconds, done, elapsed, others = self.settings.seconds, 0, 0.0, []
+        while elapsed < seconds or done < self.min_calls:
+            need = max(self.min_calls - done, int(np.ceil((seconds - elapsed) * self.calls_per_second)), 1)
+            k = min(need, max(1, int(CHUNK_SECONDS * self.calls_per_second)))
+            wall, running = self._chunk(k)
+            done, elapsed = done + k, elapsed + wall
+            others.append(running)
+        self.calls_per_second = done / elapsed
+        self.passes.append((done * self.driver.num_rows / elapsed, float(np.mean(others))))
+        self.total += elapsed
+        self.token_steps += done * self.driver.num_rows
+        self.stream.check(*self.driver.state())
+
+    def wants_pass(self) -> bool:
+        """Up to ``repeats`` passes (fewer when they already took ``repeats * seconds``), and one more when
+        the best pass ran while other processes were runnable, in the hope of a quieter one."""
+        s, passes = self.settings, self.passes
+        if len(passes) < s.repeats:
+            return not passes or self.total < s.repeats * s.seconds
+        extra_time = self.total < (s.repeats + 1) * s.seconds
+        return s.retry_contended and len(passes) == s.repeats and max(passes)[1] >= CONTENDED and extra_time
+
+    def result(self) -> Measurement:
+        best, others_running = max(self.passes)
+        return Measurement(best, len(self.passes), self.total, self.token_steps, others_running)
 
 
 def _others_running() -> int:
@@ -334,47 +233,12 @@ def _others_running() -> int:
         return 0
 
 
-def measure(driver: Driver, stream: ActionStream, settings: Settings, min_calls: int = 1) -> Measurement:
-    """Warm up, then the best of up to ``settings.repeats`` passes of >= ``settings.seconds`` and >= ``min_calls``.
-
-    Fewer passes when the first ones already took ``repeats * seconds``; one more when the best pass ran
-    while other processes were runnable (a shared machine), in the hope of a quiet one.
-    """
-    driver.reset(stream.seed)
-    calls, warm, k = 0, 0.0, 1
-    while warm < min(settings.warmup_seconds, settings.seconds):
-        warm += _timed_chunk(driver, stream, k)[0]
-        calls, k = calls + k, 2 * k
-    calls_per_second = calls / warm
-    passes: list[tuple[float, float]] = []  # (token steps/s, mean others running)
-    total, token_steps = 0.0, 0
-    while _another_pass(passes, total, settings):
-        done, elapsed, others = 0, 0.0, []
-        while elapsed < settings.seconds or done < min_calls:
-            need = max(min_calls - done, int(np.ceil((settings.seconds - elapsed) * calls_per_second)), 1)
-            k = min(need, max(1, int(CHUNK_SECONDS * calls_per_second)))
-            wall, running = _timed_chunk(driver, stream, k)
-            done, elapsed = done + k, elapsed + wall
-            others.append(running)
-        calls_per_second = done / elapsed
-        passes.append((done * driver.num_rows / elapsed, float(np.mean(others))))
-        total += elapsed
-        token_steps += done * driver.num_rows
-        stream.check(*driver.state())
-    best, others_running = max(passes)
-    return Measurement(best, len(passes), total, token_steps, others_running)
-
-
-def _another_pass(passes: list[tuple[float, float]], total: float, settings: Settings) -> bool:
-    """Whether ``measure`` runs one more pass after ``passes`` ((token steps/s, others running)) of ``total`` s."""
-    if len(passes) < settings.repeats:
-        return not passes or total < settings.repeats * settings.seconds
-    extra_time = total < (settings.repeats + 1) * settings.seconds
-    return len(passes) == settings.repeats and max(passes)[1] >= CONTENDED and extra_time
-
-
 class EnvBench:
-    """Measures cells once each (sections share them) and keeps the results for the target checks."""
+    """Measures cells once each (sections share them) and keeps the results for the target checks.
+
+    A section first hands all its cells to ``measure``, whose passes take turns; reading a cell
+    (``bench(cell)``) measures it alone only if it was not measured before.
+    """
 
     def __init__(
         self, settings: Settings, log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
@@ -383,18 +247,29 @@ class EnvBench:
         self.results: dict[Cell, Measurement] = {}
         self.log = log
 
+    def measure(self, cells: Sequence[Cell]) -> None:
+        """Measure every new cell of ``cells``, their passes round-robin."""
+        runs = [CellRun(cell, self.settings) for cell in dict.fromkeys(cells) if cell not in self.results]
+        while runs:
+            for run in runs:
+                run.run_pass()
+            for run in [r for r in runs if not r.wants_pass()]:
+                self._record(run)
+            runs = [r for r in runs if r.cell not in self.results]
+
     def __call__(self, cell: Cell) -> Measurement:
-        if cell not in self.results:
-            min_calls = self.settings.sync_min_calls if cell.env == "sync" else 1
-            driver = driver_for(cell)
-            stream = ActionStream(task_named(cell.task), driver.num_rows, cell.seed)
-            m = self.results[cell] = measure(driver, stream, self.settings, min_calls)
-            self.log(
-                f"  {cell.env:8s} {cell.task:18s} {cell.reward:8s} N={cell.num_envs:<5d} "
-                f"{m.steps_per_second:>14,.0f} token steps/s  ({m.passes} passes, {m.token_steps:,} steps, "
-                f"{m.timed_seconds:.1f} s, others running {m.others_running:.1f})"
-            )
+        self.measure([cell])
         return self.results[cell]
+
+    def _record(self, run: CellRun) -> None:
+        cell, m = run.cell, run.result()
+        self.results[cell] = m
+        run.driver = None  # type: ignore[assignment]  # free the env (SyncVectorEnv of 1024 envs)
+        self.log(
+            f"  {cell.env:8s} {cell.task:18s} {cell.reward:8s} N={cell.num_envs:<5d} "
+            f"{m.steps_per_second:>14,.0f} token steps/s  ({m.passes} passes, {m.token_steps:,} steps, "
+            f"{m.timed_seconds:.1f} s, others running {m.others_running:.1f})"
+        )
 
 
 # -- report --------------------------------------------------------------------------------------------
@@ -443,6 +318,7 @@ def ratio(value: float) -> str:
 def scalar_section(bench: EnvBench) -> Section:
     """``InstantRewardEnv`` token steps per second for every task and shaping."""
     s = bench.settings
+    bench.measure([Cell("scalar", task, reward) for task in s.tasks for reward in s.rewards])
     rows = []
     for task in s.tasks:
         cells = [rate(m.steps_per_second, m) for m in (bench(Cell("scalar", task, reward)) for reward in s.rewards)]
@@ -462,6 +338,7 @@ def comparison_section(bench: EnvBench) -> Section:
     kinds = [("scalar", "InstantRewardEnv", 1), ("naive", "naive: metric from scratch per step", 1)]
     kinds += [("sync", "SyncVectorEnv of InstantRewardEnv", n) for n in s.sync_num_envs]
     kinds += [("batched", "BatchedInstantRewardEnv", n) for n in s.num_envs]
+    bench.measure([Cell(env, task, num_envs=n) for task in s.tasks for env, _, n in kinds])
     rows, checks = [], []
     for task in s.tasks:
         base = bench(Cell("scalar", task)).steps_per_second
@@ -503,6 +380,9 @@ def length_section(bench: EnvBench) -> Section:
     plan = [(metric, length) for metric in s.sweep_metrics for length in s.lengths]
     if s.vader_length is not None:
         plan.append(("vader", s.vader_length))
+    bench.measure(
+        [c for m, L in plan for c in (Cell("batched", f"long:{m}:{L}", num_envs=n), Cell("naive", f"long:{m}:{L}"))]
+    )
     rows, growth, checks = [], [], []
     for metric, length in plan:
         task = f"long:{metric}:{length}"
@@ -553,12 +433,14 @@ def report(sections: Sequence[Section], command: str, settings: Settings, elapse
         "# Throughput: token steps per second" + (" (quick run)" if settings.quick else ""),
         (
             f"Command: `{command}`  \nDate: {datetime.datetime.now().isoformat(timespec='minutes')}  \n"
-            f"Machine: {machine_description()}; {package_versions()}  \nRun time: {elapsed:.0f} s; {load}"
+            f"Machine: {machine_description()}  \nReference packages: {package_versions()}  \n"
+            f"Run time: {elapsed:.0f} s; {load}"
         ),
         (
             "One token of one episode is one step. Each cell runs a copy-or-random policy (reference token with "
             f"probability {COPY_PROB}, else a random allowed token) whose actions are simulated before timing; "
-            f"best of up to {settings.repeats} passes of at least {settings.seconds:g} s after a warm-up. Steps "
+            f"best of up to {settings.repeats} passes of at least {settings.seconds:g} s after a warm-up, the passes "
+            "of a section's cells taking turns. Steps "
             "return everything the env returns by default (observations, rewards, flags, infos, action masks, "
             "final text). A † marks a cell whose best pass ran while another process was runnable on the "
             f"machine (on average at least {CONTENDED} of one): such cells can read 20-40% low. See the docstring "

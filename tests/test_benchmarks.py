@@ -7,17 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.long_targets import METRICS, LongTargetTask
-from benchmarks.throughput import (
-    SECTIONS,
+from benchmarks.env_drivers import (
     ActionStream,
     batched_driver,
-    main,
     naive_potential,
     scalar_driver,
     sync_driver,
-    task_named,
 )
+from benchmarks.long_targets import METRICS, LongTargetTask
+from benchmarks.throughput import SECTIONS, main, task_named
 from ir_env import EOS, InstantRewardEnv
 from ir_env.tasks import TASKS
 
