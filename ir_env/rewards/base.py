@@ -131,8 +131,3 @@ def check_reference_ids(examples: Examples, vocab: Vocabulary) -> None:
     """Raise ValueError if a reference id of ``examples`` lies outside ``vocab``."""
     if examples.reference.size and int(examples.reference.max()) >= len(vocab):
         raise ValueError(f"reference id {int(examples.reference.max())} is outside the vocabulary ({len(vocab)} ids)")
-
-
-def reference_words(vocab: Vocabulary, examples: Examples, example_id: int) -> list[str]:
-    """The reference of one example as words (for reference implementations in tests and benchmarks)."""
-    return vocab.decode(examples.reference[example_id, : examples.reference_len[example_id]])
