@@ -1,0 +1,260 @@
+"""Our PPO against stable-baselines3's PPO and A2C and sb3-contrib's MaskablePPO, at the same env-step budget
+and the same policy network.
+
+    python -m benchmarks.algorithms [--task matching:summary] [--seeds 0 1 2] [--steps 30000]
+                                    [--num-envs 16] [--workers 2] [--quick] [--out benchmarks/results/algorithms.md]
+
+Every algorithm trains the ``tiny`` preset of ``agents/model.py`` from scratch: ours the ``PolicyModel`` itself
+(KV-cached rollouts, one teacher-forced pass per sequence in the update), SB3's a ``TransformerExtractor``
+built from the same preset with the action head tied to the token table (``make_sb3_model``). Each
+(algorithm, seed) run is one process with ``torch.set_num_threads(1)``; ``--workers`` of them run at once,
+so every algorithm sees the same contention.
+
+Recorded per run: the score of every finished episode against the cumulative env steps (ours: each update's
+mean score over its ``num_envs`` episodes, from ``metrics.csv``; SB3: ``infos[i]["score"]`` of finished rows
+via a callback), and the wall time of the learn call (ours: ``summary.json``'s ``wall_seconds``, the update
+loop without the final evaluation and checkpoint). Trained tokens/s = env steps / that wall time. Final
+score = mean over the last 20% of episodes. A PNG plots the score against env steps (binned, mean over seeds)
+with the random policy's score as a horizontal line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import multiprocessing as mp
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ALGORITHMS = ("ours_ppo", "sb3_ppo", "sb3_a2c", "sb3_maskable_ppo")
+LABELS = {
+    "ours_ppo": "ours PPO (agents.ppo)",
+    "sb3_ppo": "SB3 PPO",
+    "sb3_a2c": "SB3 A2C",
+    "sb3_maskable_ppo": "sb3-contrib MaskablePPO",
+}
+SB3_NAMES = {"sb3_ppo": "ppo", "sb3_a2c": "a2c", "sb3_maskable_ppo": "maskable_ppo"}
+#: our PPO's settings (everything else PPOConfig's defaults: 4 epochs, 4 minibatches, clip 0.2, GAE 0.95, gamma 1).
+OURS_LR = 1e-3
+FINAL_FRACTION = 0.2
+BINS = 20
+
+
+def run_ours(task: str, seed: int, steps: int, num_envs: int) -> dict[str, Any]:
+    from agents.ppo import PPOConfig
+    from agents.trainer import RunConfig, train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = RunConfig(
+            task=task, seed=seed, total_tokens=steps, model="tiny", device="cpu", out=tmp, init="scratch",
+            ppo=PPOConfig(num_envs=num_envs, learning_rate=OURS_LR),
+            eval_every=0, eval_examples=16, checkpoint_every=10**9, progress=False,
+        )
+        summary = train(config)
+        with open(Path(tmp) / "metrics.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+    # one entry per update: its cumulative tokens and the mean score of its num_envs episodes
+    return {
+        "steps": [float(r["tokens"]) for r in rows],
+        "scores": [float(r["score"]) for r in rows],
+        "weights": [num_envs] * len(rows),
+        "total_steps": int(summary["tokens"]),
+        "wall": float(summary["wall_seconds"]),
+    }
+
+
+def run_sb3(algo: str, task: str, seed: int, steps: int, num_envs: int) -> dict[str, Any]:
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from agents.sb3 import make_sb3_model
+
+    class ScoreRecorder(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.steps: list[float] = []
+            self.scores: list[float] = []
+
+        def _on_step(self) -> bool:
+            for info in self.locals["infos"]:
+                if "score" in info:
+                    self.steps.append(float(self.num_timesteps))
+                    self.scores.append(info["score"])
+            return True
+
+    model = make_sb3_model(SB3_NAMES[algo], task=task, num_envs=num_envs, model_preset="tiny", seed=seed, device="cpu")
+    recorder = ScoreRecorder()
+    t0 = time.perf_counter()
+    model.learn(total_timesteps=steps, callback=recorder)
+    wall = time.perf_counter() - t0
+    return {
+        "steps": recorder.steps,
+        "scores": recorder.scores,
+        "weights": [1] * len(recorder.scores),
+        "total_steps": int(model.num_timesteps),
+        "wall": wall,
+    }
+
+
+def run_one(job: tuple[str, str, int, int, int]) -> tuple[str, int, dict[str, Any]]:
+    algo, task, seed, steps, num_envs = job
+    import torch
+
+    torch.set_num_threads(1)
+    result = run_ours(task, seed, steps, num_envs) if algo == "ours_ppo" else run_sb3(algo, task, seed, steps, num_envs)
+    print(f"  {algo} seed {seed}: {result['total_steps']} steps in {result['wall']:.1f} s, "
+          f"{len(result['scores'])} score points", flush=True)
+    return algo, seed, result
+
+
+def final_score(result: dict[str, Any]) -> float:
+    """Mean score of the last FINAL_FRACTION of episodes (ours: of updates, each the same number of episodes)."""
+    scores = np.asarray(result["scores"], dtype=float)
+    k = max(1, int(round(len(scores) * FINAL_FRACTION)))
+    return float(scores[-k:].mean())
+
+
+def binned_curve(result: dict[str, Any], edges: np.ndarray) -> np.ndarray:
+    """Episode-weighted mean score per env-step bin (NaN where a bin has no finished episode)."""
+    steps = np.asarray(result["steps"], dtype=float)
+    scores = np.asarray(result["scores"], dtype=float)
+    weights = np.asarray(result["weights"], dtype=float)
+    idx = np.clip(np.searchsorted(edges, steps, side="left") - 1, 0, len(edges) - 2)
+    total = np.bincount(idx, weights=scores * weights, minlength=len(edges) - 1)
+    count = np.bincount(idx, weights=weights, minlength=len(edges) - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1e-12), np.nan)
+
+
+def plot(results: dict[str, dict[int, dict[str, Any]]], steps: int, random_score: float, task: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    edges = np.linspace(0, steps, BINS + 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for algo in ALGORITHMS:
+        curves = np.stack([binned_curve(r, edges) for r in results[algo].values()])
+        with np.errstate(invalid="ignore"), __import__("warnings").catch_warnings():
+            __import__("warnings").simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(curves, axis=0)
+            std = np.nanstd(curves, axis=0)
+        line, = ax.plot(centres, mean, marker="o", markersize=3, label=LABELS[algo])
+        if curves.shape[0] > 1:
+            ax.fill_between(centres, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+    ax.axhline(random_score, color="grey", linestyle="--", label=f"random policy ({random_score:.3f})")
+    ax.set_xlabel("env steps (generated tokens)")
+    ax.set_ylabel("episode score")
+    ax.set_title(f"{task}: score vs env steps (mean ± std over {len(next(iter(results.values())))} seeds)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default="matching:summary")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=30_000, help="env-step budget of every run")
+    parser.add_argument("--num-envs", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2, help="runs at once, one process each")
+    parser.add_argument("--quick", action="store_true", help="smoke test: 2,000 steps, seed 0")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/algorithms.md"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.steps, args.seeds = 2_000, [0]
+    command = "python -m benchmarks.algorithms " + " ".join(argv if argv is not None else sys.argv[1:])
+
+    from agents.sb3 import ALGO_DEFAULTS
+    from benchmarks.baselines import policy_scores
+    from benchmarks.machine import machine_description
+
+    jobs = [(algo, args.task, seed, args.steps, args.num_envs) for seed in args.seeds for algo in ALGORITHMS]
+    print(f"{len(jobs)} runs of {args.steps} env steps, {args.workers} at a time", flush=True)
+    t0 = time.perf_counter()
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(args.workers, maxtasksperchild=1) as pool:
+        outputs = pool.map(run_one, jobs, chunksize=1)
+    total_wall = time.perf_counter() - t0
+    results: dict[str, dict[int, dict[str, Any]]] = {a: {} for a in ALGORITHMS}
+    for algo, seed, result in outputs:
+        results[algo][seed] = result
+    random_score = float(policy_scores(args.task, "random", 500, "train", seed=0).mean())
+
+    rows = {}
+    for algo in ALGORITHMS:
+        runs = [results[algo][s] for s in args.seeds]
+        tok_s = np.array([r["total_steps"] / r["wall"] for r in runs])
+        finals = np.array([final_score(r) for r in runs])
+        rows[algo] = {"tok_s": float(tok_s.mean()), "tok_s_std": float(tok_s.std()),
+                      "final": float(finals.mean()), "final_std": float(finals.std()),
+                      "finals": finals.tolist(), "episodes": float(np.mean([sum(r["weights"]) for r in runs]))}
+    base = rows["sb3_ppo"]["tok_s"]
+    for row in rows.values():
+        row["ratio"] = row["tok_s"] / base
+
+    png = args.out.with_suffix(".png")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    plot(results, args.steps, random_score, args.task, png)
+
+    header = ("| algorithm | trained tok/s | vs SB3 PPO | final score (last 20% of episodes) | per seed | "
+              "episodes/run |")
+    table = [header, "|---|---|---|---|---|---|"]
+    for algo in ALGORITHMS:
+        r = rows[algo]
+        table.append(
+            f"| {LABELS[algo]} | {r['tok_s']:,.0f} ± {r['tok_s_std']:,.0f} | {r['ratio']:.2f}x | "
+            f"{r['final']:.3f} ± {r['final_std']:.3f} | {', '.join(f'{x:.3f}' for x in r['finals'])} | {r['episodes']:,.0f} |"
+        )
+    table.append(f"| random policy | | | {random_score:.3f} | | 500 |")
+    sb3 = {k: ALGO_DEFAULTS[v] for k, v in SB3_NAMES.items()}
+    lines = [
+        "# Our PPO against SB3 PPO, A2C and MaskablePPO",
+        "",
+        f"Command: `{command}`  ",
+        f"Seeds: {' '.join(map(str, args.seeds))}; budget {args.steps:,} env steps per run; {args.num_envs} envs; "
+        f"task {args.task} (instant reward, scored by ROUGE-L); model preset `tiny` from scratch for all.  ",
+        f"Machine: {machine_description()}  ",
+        f"Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; "
+        f"{len(jobs)} runs, {args.workers} at a time (one process each, torch.set_num_threads(1)), {total_wall:.0f} s in all.",
+        "",
+        "Settings:",
+        "",
+        f"- ours PPO: `agents.trainer.train`, `init=\"scratch\"`, `PPOConfig(num_envs={args.num_envs}, "
+        f"learning_rate={OURS_LR})`, otherwise the defaults (Adam, 10-update lr warm-up, 4 epochs x 4 minibatches "
+        "of whole sequences, clip 0.2, gamma 1, GAE 0.95, no entropy bonus, grad clip 1.0); one rollout = "
+        f"{args.num_envs} complete episodes, KV-cached. Eval and progress bar off; wall = the update loop.",
+        *[f"- {LABELS[a]}: `make_sb3_model(\"{SB3_NAMES[a]}\", num_envs={args.num_envs}, model_preset=\"tiny\")`, "
+          f"`agents/sb3.py` ALGO_DEFAULTS {json.dumps(sb3[a])}; tied action head; wall = `model.learn`."
+          for a in SB3_NAMES],
+        "- Final score: mean over the last 20% of each run's finished episodes (ours: of its updates, each "
+        f"{args.num_envs} episodes); ± is the std over seeds. Trained tok/s: env steps / wall of the learn call, "
+        "mean ± std over seeds; 'vs SB3 PPO' divides by SB3 PPO's mean from this same run.",
+        "- Budgets: each run stops at the first update boundary at or past the budget (SB3 PPO and MaskablePPO: "
+        f"{args.num_envs} x 64 steps per rollout; ours: whole episodes), so runs differ slightly in steps; "
+        "tok/s uses each run's own count.",
+        "- Random policy: uniform over the allowed tokens, 500 episodes of the train split (`benchmarks.baselines.policy_scores`).",
+        "",
+        *table,
+        "",
+        f"![score against env steps]({png.name})",
+        "",
+    ]
+    args.out.write_text("\n".join(lines))
+    print("\n".join(table))
+    print(f"wrote {args.out} and {png}")
+    return {"rows": rows, "random": random_score, "results": results}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""benchmarks/algorithms.py end to end with a tiny budget, and its scoring helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks.algorithms import ALGORITHMS, LABELS, binned_curve, final_score, main
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    """The results table's body rows keyed by their first cell."""
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("|") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows[cells[0]] = cells
+    return rows
+
+
+def number(cell: str) -> float:
+    return float(cell.split("±")[0].replace(",", "").rstrip("x").strip())
+
+
+def test_quick_run_writes_table_and_plot(tmp_path):
+    out = tmp_path / "algorithms.md"
+    summary = main(["--quick", "--out", str(out)])
+    text = out.read_text()
+    assert "Command: `python -m benchmarks.algorithms --quick" in text
+    assert "Machine:" in text and "Seeds: 0;" in text
+    rows = table_rows(text)
+    assert rows["algorithm"][1] == "trained tok/s"
+    for algo in ALGORITHMS:
+        cells = rows[LABELS[algo]]
+        tok_s, ratio, final = number(cells[1]), number(cells[2]), number(cells[3])
+        assert tok_s > 0 and ratio > 0 and 0 < final <= 1, cells
+        # every run used (at least) the budget and recorded episodes over it
+        result = summary["results"][algo][0]
+        assert result["total_steps"] >= 2_000
+        assert sum(result["weights"]) >= 16 and max(result["steps"]) <= result["total_steps"]
+    assert number(rows[LABELS["sb3_ppo"]][2]) == 1.0
+    assert 0 < summary["random"] < 1
+    png = out.with_suffix(".png")
+    assert png.stat().st_size > 1000
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_final_score_is_mean_of_last_fifth():
+    result = {"scores": list(range(10)), "steps": list(range(10)), "weights": [1] * 10}
+    assert final_score(result) == np.mean([8, 9])
+
+
+def test_binned_curve_weights_episodes_and_leaves_empty_bins_nan():
+    edges = np.array([0.0, 10.0, 20.0, 30.0])
+    # two updates in the first bin (weights 1 and 3), none in the second, one in the third
+    result = {"steps": [5.0, 10.0, 25.0], "scores": [0.0, 1.0, 0.5], "weights": [1, 3, 2]}
+    curve = binned_curve(result, edges)
+    assert curve[0] == 0.75 and np.isnan(curve[1]) and curve[2] == 0.5
