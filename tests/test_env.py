@@ -283,3 +283,23 @@ def test_bad_arguments_raise_value_error_listing_valid_values(kwargs, message):
 def test_bad_task_sizes_raise_value_error(bad):
     with pytest.raises((ValueError, TypeError)):
         make("translation", **bad)
+
+
+def test_cli_lists_tasks_and_shapings_and_plays_episodes(capsys):
+    from agents.cli import main as cli_main
+
+    assert cli_main(["list"]) == 0
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in ("translation", "sentiment", "matching:qa", "matching:summary"))
+    assert all(mode in listing for mode in REWARD_MODES) and "InstantReward-v0" in listing
+    assert cli_main(["play", "--task", "matching:summary", "--episodes", "1"]) == 0
+    played = capsys.readouterr().out
+    assert "reference policy" in played and "random policy" in played and "score 1.0000" in played
+
+
+def test_cli_rejects_an_unknown_task():
+    from agents.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["play", "--task", "poetry"])
+    assert exit_info.value.code == 2
