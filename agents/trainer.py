@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_model, save_model
 
 from agents.checkpoint import (
     CheckpointError,
+    export_weights,
     load_checkpoint,
     load_weights,
     save_checkpoint,
@@ -161,12 +161,6 @@ class MetricsLog:
             self.writer.close()
 
 
-def _atomic_save_model(model: torch.nn.Module, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    save_model(model, str(tmp))
-    os.replace(tmp, path)
-
-
 def _warm_start(model: PolicyModel, task, config: RunConfig, autocast, is_main: bool) -> None:
     """The maximum-likelihood warm start, with a progress bar and the valid score before and after."""
 
@@ -227,11 +221,11 @@ def train(config: RunConfig) -> dict[str, Any]:
     if pc.kl_coef > 0 or pc.kl_target is not None:
         reference = build_model(config, task, device)
         if config.resume and reference_path.exists():
-            load_model(reference, str(reference_path), device=str(device))
+            load_weights(reference_path, reference)
         else:
             reference.load_state_dict(model.state_dict())
             if is_main:
-                _atomic_save_model(reference, reference_path)
+                export_weights(reference, reference_path)
         reference.eval().requires_grad_(False)
 
     evaluator: torch.nn.Module = ActionEvaluator(model)
