@@ -325,22 +325,26 @@ class PolicyModel(nn.Module):
             x = block(x, block.cross_attn.keys_values(memory), memory_mask)
         return self._outputs(x)
 
-    def evaluate_actions(self, source: torch.Tensor, actions: torch.Tensor,
-                         action_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def evaluate_actions(self, source: torch.Tensor, actions: torch.Tensor, action_mask: torch.Tensor | None = None,
+                         temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Log-probabilities, entropies and values of a whole sequence of actions in one pass.
 
         Args:
             source: (B, S) int64 source ids.
             actions: (B, T) int64 tokens taken at output positions 0..T-1 (anything, e.g. PAD, after the end).
             action_mask: None, or bool (V,) or (B, T, V), True where an action is allowed.
+            temperature: softmax temperature; must be the one the actions were sampled at, or PPO's
+                probability ratio compares two different distributions.
 
         Returns:
-            logprobs (B, T) of ``actions``, entropy (B, T) of the masked policy, values (B, T).
+            logprobs (B, T) of ``actions``, entropy (B, T) of the masked, tempered policy, values (B, T).
         """
         self._check_tokens("actions", actions, self.config.max_target_len)
         bos = actions.new_full((actions.shape[0], 1), BOS)
         target_in = torch.cat([bos, actions[:, :-1]], dim=1)  # (B, T)
         logits, values = self(source, target_in)  # (B, T, V), (B, T)
+        if temperature != 1.0:
+            logits = logits / temperature
         logp = F.log_softmax(apply_action_mask(logits, action_mask), dim=-1)  # (B, T, V)
         logprobs = logp.gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # (B, T)
         entropy = -(logp.exp() * logp).sum(-1)  # (B, T)

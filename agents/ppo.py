@@ -188,12 +188,12 @@ class KLController:
 class ActionEvaluator(torch.nn.Module):
     """``policy.evaluate_actions`` as a module's forward, so DistributedDataParallel syncs its gradients."""
 
-    def __init__(self, policy: PolicyModel):
+    def __init__(self, policy: PolicyModel, temperature: float = 1.0):
         super().__init__()
-        self.policy = policy
+        self.policy, self.temperature = policy, temperature
 
     def forward(self, source: torch.Tensor, actions: torch.Tensor, action_mask: torch.Tensor):
-        return self.policy.evaluate_actions(source, actions, action_mask)
+        return self.policy.evaluate_actions(source, actions, action_mask, self.temperature)
 
 
 def minibatch_loss(
@@ -303,13 +303,13 @@ def advantages_for(batch: Rollout, rewards: torch.Tensor, config: PPOConfig) -> 
 
 
 def kl_penalty(
-    reference: PolicyModel | None, batch: Rollout, action_mask: torch.Tensor, kl: KLController
+    reference: PolicyModel | None, batch: Rollout, action_mask: torch.Tensor, kl: KLController, temperature: float = 1.0
 ) -> tuple[torch.Tensor, float]:
     """Rewards minus kl * (log pi(a) - log pi_ref(a)) per token, and the mean per-sequence KL estimate."""
     if reference is None:
         return batch.rewards, 0.0
     with torch.no_grad():
-        ref_logp, _, _ = reference.evaluate_actions(batch.source, batch.actions, action_mask)
+        ref_logp, _, _ = reference.evaluate_actions(batch.source, batch.actions, action_mask, temperature)
     per_token = torch.where(batch.mask, batch.logprobs - ref_logp.float(), 0.0)  # (N, T)
     seq_kl = float(per_token.sum(1).mean())
     return batch.rewards - kl.value * per_token, seq_kl

@@ -228,7 +228,7 @@ def train(config: RunConfig) -> dict[str, Any]:
                 export_weights(reference, reference_path)
         reference.eval().requires_grad_(False)
 
-    evaluator: torch.nn.Module = ActionEvaluator(model)
+    evaluator: torch.nn.Module = ActionEvaluator(model, pc.temperature)
     if world > 1:
         evaluator = torch.nn.parallel.DistributedDataParallel(evaluator, device_ids=[device.index] if device.type == "cuda" else None)
     schedule = ShapingSchedule(pc, env.get_reward_weights())
@@ -264,7 +264,7 @@ def train(config: RunConfig) -> dict[str, Any]:
             batch = collect(model, env, seed=seed_u, generator=generator, temperature=pc.temperature,
                             example_ids=rollout_examples(pc, rng, len(env.episodes.examples)))
         t1 = time.perf_counter()
-        rewards, seq_kl = kl_penalty(reference, batch, action_mask, kl)
+        rewards, seq_kl = kl_penalty(reference, batch, action_mask, kl, pc.temperature)
         advantages, returns = advantages_for(batch, rewards, pc)
         model.train()
         critic_warmup = pc.algo == "ppo" and u < pc.value_warmup_updates and config.init != "scratch"

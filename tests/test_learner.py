@@ -199,3 +199,21 @@ def test_ppo_from_scratch_beats_a_random_policy_by_a_wide_margin(tmp_path):
     assert summary["tokens"] >= 100_000
     assert np.mean(scores[:5]) < 2 * random_score, "the untrained policy starts near random"
     assert np.mean(scores[-5:]) > 2.5 * random_score, (random_score, scores[-5:])
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 1.7])
+def test_the_update_scores_actions_under_the_temperature_they_were_sampled_at(temperature):
+    """PPO's first ratio must be exactly 1: the teacher-forced pass has to use the rollout's temperature."""
+    from agents.model import ModelConfig, PolicyModel
+    from agents.ppo import ActionEvaluator
+    from agents.rollout import collect
+    from ir_env import BatchedInstantRewardEnv, make_task
+
+    task = make_task("matching:summary")
+    torch.manual_seed(0)
+    model = PolicyModel(ModelConfig.preset("tiny", len(task.vocab), task.max_source_len, task.max_generation_len)).eval()
+    env = BatchedInstantRewardEnv(num_envs=8, task=task, info_text=False)
+    batch = collect(model, env, seed=0, generator=torch.Generator().manual_seed(0), temperature=temperature)
+    with torch.no_grad():
+        new_logp, _, _ = ActionEvaluator(model, temperature)(batch.source, batch.actions, torch.as_tensor(task.action_mask()))
+    torch.testing.assert_close(torch.where(batch.mask, new_logp, 0.0), batch.logprobs, atol=1e-5, rtol=0)
