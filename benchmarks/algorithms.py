@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import stats
+
 ALGORITHMS = ("ours_ppo", "sb3_ppo", "sb3_a2c", "sb3_maskable_ppo")
 LABELS = {
     "ours_ppo": "ours PPO (agents.ppo)",
@@ -122,14 +124,7 @@ def final_score(result: dict[str, Any]) -> float:
 
 def binned_curve(result: dict[str, Any], edges: np.ndarray) -> np.ndarray:
     """Episode-weighted mean score per env-step bin (NaN where a bin has no finished episode)."""
-    steps = np.asarray(result["steps"], dtype=float)
-    scores = np.asarray(result["scores"], dtype=float)
-    weights = np.asarray(result["weights"], dtype=float)
-    idx = np.clip(np.searchsorted(edges, steps, side="left") - 1, 0, len(edges) - 2)
-    total = np.bincount(idx, weights=scores * weights, minlength=len(edges) - 1)
-    count = np.bincount(idx, weights=weights, minlength=len(edges) - 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1e-12), np.nan)
+    return stats.binned_curve(result["steps"], result["scores"], edges, result["weights"])
 
 
 def plot(results: dict[str, dict[int, dict[str, Any]]], steps: int, random_score: float, task: str, path: Path) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from benchmarks.machine import machine_description
 from ir_env import EOS, BatchedInstantRewardEnv, make_task
-from ir_env.tasks import TASKS
+from ir_env.tasks import BUILTIN_TASKS
 
 POLICIES = ("reference", "random")
 
@@ -67,7 +67,7 @@ def main() -> None:
         "| task | metric | vocabulary | source ≤ | output ≤ | train / valid / test | reference policy | random policy | example (valid[0]) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name in TASKS:
+    for name in BUILTIN_TASKS:
         task = make_task(name)
         sizes = " / ".join(str(len(task.examples(s))) for s in ("train", "valid", "test"))
         cells = []

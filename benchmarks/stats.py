@@ -80,17 +80,20 @@ def normalized_auc(steps, scores) -> float:
     return area / float(s[-1] - s[0])
 
 
-def binned_curve(steps, scores, edges) -> np.ndarray:
-    """Mean of ``scores`` whose step falls in each bin [edges[k], edges[k+1]); NaN for an empty bin."""
+def binned_curve(steps, scores, edges, weights=None) -> np.ndarray:
+    """Weighted mean of ``scores`` per step bin (edges[k], edges[k+1]]; NaN for an empty bin.
+
+    Points at or below edges[0] count in the first bin and points past the last edge in the last one.
+    ``weights`` (default 1 each) is e.g. the number of episodes behind each point.
+    """
     s, y = _values(steps), _values(scores)
+    w = np.ones_like(y) if weights is None else _values(weights)
     e = np.asarray(edges, dtype=np.float64)
-    which = np.digitize(s, e) - 1
-    out = np.full(e.size - 1, np.nan)
-    for k in range(e.size - 1):
-        sel = which == k
-        if sel.any():
-            out[k] = y[sel].mean()
-    return out
+    idx = np.clip(np.searchsorted(e, s, side="left") - 1, 0, e.size - 2)
+    total = np.bincount(idx, weights=y * w, minlength=e.size - 1)
+    count = np.bincount(idx, weights=w, minlength=e.size - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1e-300), np.nan)
 
 
 __all__ = ["binned_curve", "bootstrap_ci", "iqm", "normalized_auc", "steps_to_threshold"]

@@ -59,7 +59,7 @@ from ir_env import (
     REWARD_MODES,
     make_task,
 )
-from ir_env.tasks import TASKS
+from ir_env.tasks import BUILTIN_TASKS
 from ir_env.tasks.base import Task
 
 DEFAULT_OUT = Path("benchmarks/results/throughput.md")
@@ -77,7 +77,7 @@ class Settings:
     """Passes per cell; the best one is reported."""
     warmup_seconds: float = 0.25
     """Untimed steps before the passes (capped at ``seconds``)."""
-    tasks: tuple[str, ...] = tuple(TASKS)
+    tasks: tuple[str, ...] = tuple(BUILTIN_TASKS)
     """Built-in tasks of the ``scalar`` and ``compare`` sections."""
     rewards: tuple[str, ...] = REWARD_MODES
     """Reward shapings of the ``scalar`` section."""
@@ -485,9 +485,9 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, Settings]:
     unknown = sorted(set(args.sections.split(",")) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown sections {unknown}; expected names from {list(SECTIONS)}")
-    unknown = sorted(set(settings.tasks) - set(TASKS))
+    unknown = sorted(set(settings.tasks) - set(BUILTIN_TASKS))
     if unknown:
-        parser.error(f"unknown tasks {unknown}; expected names from {list(TASKS)}")
+        parser.error(f"unknown tasks {unknown}; expected names from {list(BUILTIN_TASKS)}")
     if settings.seconds <= 0:
         parser.error(f"--seconds must be positive, got {settings.seconds}")
     return args, settings

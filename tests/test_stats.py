@@ -63,7 +63,9 @@ def test_normalized_auc_is_the_mean_height_of_the_curve():
 
 def test_binned_curve_averages_within_bins_and_leaves_empty_bins_nan():
     out = binned_curve([0, 1, 5, 6, 25], [1.0, 3.0, 5.0, 7.0, 9.0], [0, 5, 10, 20, 30])
-    assert out[:2].tolist() == [2.0, 6.0] and np.isnan(out[2]) and out[3] == 9.0
+    assert out[:2].tolist() == [3.0, 7.0] and np.isnan(out[2]) and out[3] == 9.0  # bins are (a, b]
+    weighted = binned_curve([5, 10], [0.0, 1.0], [0, 10, 20], weights=[1, 3])
+    assert weighted[0] == 0.75 and np.isnan(weighted[1])
 
 
 @pytest.mark.parametrize("bad", [[], [float("nan")], [1.0, float("inf")]])
