@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,15 +21,16 @@ import numpy as np
 import ir_env
 from agents.checkpoint import CheckpointError
 from ir_env import ENV_IDS, EOS, REWARD_MODES, InstantRewardEnv, make_task, task_names
-from ir_env.tasks import TASKS
+from ir_env.tasks import DATA_TASKS, TASKS
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    print("Tasks:")
+    print("Tasks (those marked * read a data folder: --data-dir or $IR_DATA_DIR):")
     for name, (_, description) in TASKS.items():
-        print(f"  {name:18s} {description}")
+        star = "*" if name in DATA_TASKS else " "
+        print(f" {star}{name:21s} {description}")
     for alias, target in ir_env.tasks.ALIASES.items():
-        print(f"  {alias:18s} alias of {target}")
+        print(f"  {alias:21s} alias of {target}")
     print("\nRewards (--reward):")
     print("  sparse             R(y) at the last token, 0 before")
     print("  instant            potential-based: Phi(y<=t) - Phi(y<t); the return equals R(y) (gamma = 1)")
@@ -167,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--split", default="valid")
     play.add_argument("--episodes", type=int, default=2)
     play.add_argument("--seed", type=int, default=0)
+    play.add_argument("--data-dir", default=None, help="folder of the real data sets (default: $IR_DATA_DIR)")
     play.set_defaults(func=cmd_play)
 
     from agents.ppo import ALGOS, SCHEDULES
@@ -183,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default="runs/default", help="output folder")
     train.add_argument("--init", default="mle", help="scratch, mle, or a checkpoint folder / .safetensors file")
     train.add_argument("--mle-steps", type=int, default=1000, help="warm-start steps (--init mle)")
-    train.add_argument("--mle-lr", type=float, default=5e-3)
+    train.add_argument("--mle-lr", type=float, default=2e-3)
     train.add_argument("--mle-batch-size", type=int, default=128)
     train.add_argument("--algo", default="ppo", choices=ALGOS)
     train.add_argument("--num-envs", type=int, default=64, help="episodes per rollout (per rank)")
@@ -208,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     train.add_argument("--stop-after-updates", type=int, default=None, help="stop early (resumable)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--data-dir", default=None, help="folder of the real data sets (default: $IR_DATA_DIR)")
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="task score of a checkpoint, greedy and sampled")
@@ -216,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-examples", type=int, default=None)
     ev.add_argument("--device", default="auto")
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--data-dir", default=None, help="folder of the real data sets (default: $IR_DATA_DIR)")
     ev.set_defaults(func=cmd_eval)
 
     sample = sub.add_parser("sample", help="generations of a checkpoint with each token's reward")
@@ -225,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--greedy", action="store_true")
     sample.add_argument("--device", default="auto")
     sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--data-dir", default=None, help="folder of the real data sets (default: $IR_DATA_DIR)")
     sample.set_defaults(func=cmd_sample)
     return parser
 
@@ -232,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "data_dir", None):
+        # the real-data tasks read $IR_DATA_DIR; an env variable rather than a task keyword keeps the folder
+        # out of checkpoints, so a run trained on one machine evaluates on another
+        os.environ["IR_DATA_DIR"] = str(Path(args.data_dir).resolve())
     try:
         return args.func(args)
     except (ValueError, CheckpointError) as err:

@@ -27,7 +27,7 @@ class MLEConfig:
     """Optimiser steps."""
     batch_size: int = 128
     """Sequences per step."""
-    learning_rate: float = 5e-3
+    learning_rate: float = 2e-3
     """Peak Adam step size: linear warm-up over ``warmup_steps``, then linear decay to 10%."""
     warmup_steps: int = 100
     """Steps of linear learning-rate warm-up."""

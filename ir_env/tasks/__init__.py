@@ -1,6 +1,7 @@
 """Task registry: names to task constructors, with a per-process cache so that many envs share one task.
 
-Built-in tasks generate their data from a seed. Names are ``family`` or ``family:variant``.
+Built-in tasks generate their data from a seed; the tasks in DATA_TASKS read real data sets from a data
+folder (see ``ir_env.tasks.data``). Names are ``family`` or ``family:variant``.
 """
 
 from __future__ import annotations
@@ -36,13 +37,45 @@ def _summary(**kw: Any) -> Task:
     return SummaryTask(**kw)
 
 
+def _multi30k(**kw: Any) -> Task:
+    from ir_env.tasks.real import Multi30kTask
+
+    return Multi30kTask(**kw)
+
+
+def _sst2(**kw: Any) -> Task:
+    from ir_env.tasks.real import Sst2Task
+
+    return Sst2Task(**kw)
+
+
+def _squad(**kw: Any) -> Task:
+    from ir_env.tasks.real import SquadTask
+
+    return SquadTask(**kw)
+
+
+def _mrpc(**kw: Any) -> Task:
+    from ir_env.tasks.real import MrpcTask
+
+    return MrpcTask(**kw)
+
+
 #: name -> (constructor, one-line description)
 TASKS: dict[str, tuple[Callable[..., Task], str]] = {
     "translation": (_translation, "synthetic language pair (verb-final, noun-adjective order, agreement); BLEU"),
     "sentiment": (_sentiment, "continue a review prompt with the requested polarity; VADER compound"),
     "matching:qa": (_qa, "answer a question by a span of a generated context; SQuAD token F1"),
     "matching:summary": (_summary, "strip filler words from a sentence down to its core; ROUGE-L F1"),
+    "translation:multi30k": (_multi30k, "real data: Multi30k image captions, English to German; BLEU"),
+    "sentiment:sst2": (_sst2, "real data: continue SST-2 review openings positively; VADER compound"),
+    "matching:squad": (_squad, "real data: SQuAD v1.1 questions on Wikipedia paragraphs; SQuAD token F1"),
+    "matching:mrpc": (_mrpc, "real data: paraphrase MRPC news sentences; BLEU"),
 }
+#: The tasks that read files from a data folder (``data_dir=`` or $IR_DATA_DIR) instead of generating data.
+DATA_TASKS: frozenset[str] = frozenset({"translation:multi30k", "sentiment:sst2", "matching:squad", "matching:mrpc"})
+#: The tasks that generate their own data from a seed (no files needed).
+BUILTIN_TASKS: tuple[str, ...] = tuple(name for name in TASKS if name not in DATA_TASKS)
 ALIASES: dict[str, str] = {"matching": "matching:qa"}
 
 
@@ -74,4 +107,4 @@ def _cached_task(name: str, kwargs: tuple[tuple[str, Any], ...]) -> Task:
     return constructor(**dict(kwargs))
 
 
-__all__ = ["SPLITS", "TASKS", "ALIASES", "Examples", "Task", "make_task", "task_names"]
+__all__ = ["ALIASES", "BUILTIN_TASKS", "DATA_TASKS", "SPLITS", "TASKS", "Examples", "Task", "make_task", "task_names"]

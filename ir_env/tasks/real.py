@@ -1,0 +1,525 @@
+"""Tasks on real data: Multi30k translation, SST-2 continuation, SQuAD answers, MRPC paraphrases.
+
+Each task reads its files from the data folder (``data_dir``, else ``$IR_DATA_DIR``; see
+``ir_env.tasks.data``), tokenises them into words, builds one word vocabulary from its training split and
+stores its splits as the same PAD-filled arrays as the generated tasks, scored by the same metrics.
+
+Rules shared by all four (``CorpusTask``):
+
+- Vocabulary: the words seen at least ``min_freq`` times (default 2) in the training split, most frequent
+  first, at most ``max_vocab`` of them; every other word is UNK (id 3). UNK is never an allowed action,
+  so a reference word outside the vocabulary can never be produced: an honest ceiling on the score.
+- Length caps: ``max_source_len`` S and ``max_generation_len`` T are keyword arguments; by default each
+  is a percentile of the training split's lengths (99th, 90th for SQuAD's long contexts) rounded up to
+  a multiple of 8. A longer source or reference, in any split, keeps its first S or T tokens; the counts
+  are in ``task.truncated``.
+- ``max_train`` keeps only the first training examples (in file order), for quick runs and tests; the
+  vocabulary and caps then come from those examples only.
+- Splits are deterministic: fixed files, or a fixed seeded assignment of whole groups (SQuAD articles,
+  MRPC sentence clusters), so no paragraph or sentence appears in two splits.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ir_env.tasks.base import SPLITS, Examples, Task, check_split
+from ir_env.tasks.data import (
+    DataError,
+    SquadRecord,
+    frequent_words,
+    length_cap,
+    read_mrpc,
+    read_multi30k,
+    read_squad,
+    read_sst2,
+    tokenize_13a,
+    tokenize_words,
+)
+from ir_env.tasks.generation import check_count
+from ir_env.tasks.matching import SEPARATOR
+from ir_env.tasks.sentiment import NEGATIVE, POLARITY_TOKENS, POSITIVE
+from ir_env.tokenizer import EOS, UNK, Vocabulary
+
+if TYPE_CHECKING:
+    from ir_env.rewards.base import PrefixMetric
+
+#: A tokenised example: (source words, reference words).
+WordPair = tuple[list[str], list[str]]
+DataDir = str | os.PathLike[str] | None
+
+#: Default caps: this percentile of the training lengths, rounded up to a multiple of 8.
+LENGTH_PERCENTILE = 99.0
+#: Seed of the group permutation that assigns SQuAD articles and MRPC clusters to splits.
+SPLIT_SEED = 0
+#: Share of the examples held out for each of valid and test, where a task draws its own splits.
+HELD_OUT_SHARE = 0.1
+
+
+def _optional_count(name: str, value: object) -> int | None:
+    return None if value is None else check_count(name, value)
+
+
+def _check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def assign_splits(groups: Sequence[Hashable], seed: int = SPLIT_SEED, held_out: float = HELD_OUT_SHARE) -> list[str]:
+    """The split of each item, keeping every group (an item's ``groups`` entry) within one split.
+
+    The distinct groups, sorted, are visited in the order of a seeded permutation; each goes to ``test``
+    until test holds at least ``held_out`` of the items, then to ``valid`` likewise, then to ``train``.
+    Groups must be sortable (strings or ints), so the result does not depend on hash order.
+    """
+    sizes: dict[Hashable, int] = {}
+    for g in groups:
+        sizes[g] = sizes.get(g, 0) + 1
+    names = sorted(sizes)  # type: ignore[type-var]
+    quota = held_out * len(groups)
+    filled = {"test": 0, "valid": 0}
+    split_of: dict[Hashable, str] = {}
+    for i in np.random.default_rng(seed).permutation(len(names)).tolist():
+        g = names[i]
+        split_of[g] = next((s for s in ("test", "valid") if filled[s] < quota), "train")
+        if split_of[g] in filled:
+            filled[split_of[g]] += sizes[g]
+    return [split_of[g] for g in groups]
+
+
+class CorpusTask(Task):
+    """Shared machinery of the real-data tasks: option checks, vocabulary, caps, truncation, arrays.
+
+    A subclass reads and tokenises its data into word pairs per split and calls ``_build``.
+
+    Attributes:
+        data_dir: the data folder argument as given (None: ``$IR_DATA_DIR``).
+        output_words: the words the policy may emit (the action mask, with EOS).
+        truncated: split -> (sources cut to S, references cut to T).
+    """
+
+    MARKERS: tuple[str, ...] = ()
+    #: The percentile of training source lengths that sets the default S.
+    SOURCE_PERCENTILE: float = LENGTH_PERCENTILE
+
+    def _check_options(
+        self,
+        data_dir: DataDir,
+        min_freq: object,
+        max_vocab: object,
+        max_train: object,
+        max_source_len: object = None,
+        max_generation_len: object = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.min_freq = check_count("min_freq", min_freq)
+        self.max_vocab = _optional_count("max_vocab", max_vocab)
+        self.max_train = _optional_count("max_train", max_train)
+        self._source_cap = _optional_count("max_source_len", max_source_len)
+        self._generation_cap = _optional_count("max_generation_len", max_generation_len)
+
+    def _caps(self, train: list[WordPair]) -> tuple[int, int]:
+        """(S, T): the keyword arguments, else percentiles of the training lengths."""
+        source = self._source_cap or length_cap([len(s) for s, _ in train], self.SOURCE_PERCENTILE)
+        generation = self._generation_cap or length_cap([len(r) for _, r in train], LENGTH_PERCENTILE)
+        return source, generation
+
+    def _build(
+        self,
+        pairs: dict[str, list[WordPair]],
+        output_words: list[str],
+        source_words: list[str],
+        attributes: dict[str, list[int]] | None = None,
+    ) -> None:
+        """Vocabulary (markers, output words, then source-only words), caps and the arrays of every split.
+
+        Sources are encoded with the whole vocabulary, references with ``output_words`` only (anything else
+        is UNK), so the action mask allows every reference token but UNK.
+        """
+        for split in SPLITS:
+            if not pairs[split]:
+                raise DataError(
+                    f"{self.name}: the {split} split has no examples; check the data files and the task's options"
+                )
+        self.max_source_len, self.max_generation_len = self._caps(pairs["train"])
+        output = set(output_words)
+        self.output_words = list(output_words)
+        self.vocab = Vocabulary([*self.MARKERS, *output_words, *(w for w in source_words if w not in output)])
+        index = self.vocab.index
+        reference_index = {w: index[w] for w in output_words}
+        s_cap, t_cap = self.max_source_len, self.max_generation_len
+        self.truncated: dict[str, tuple[int, int]] = {}
+        self._splits: dict[str, Examples] = {}
+        for split in SPLITS:
+            sources = [np.array([index.get(w, UNK) for w in s[:s_cap]], dtype=np.int64) for s, _ in pairs[split]]
+            references = [
+                np.array([reference_index.get(w, UNK) for w in r[:t_cap]], dtype=np.int64) for _, r in pairs[split]
+            ]
+            self.truncated[split] = (
+                sum(len(s) > s_cap for s, _ in pairs[split]),
+                sum(len(r) > t_cap for _, r in pairs[split]),
+            )
+            attribute = None if attributes is None else np.asarray(attributes[split], dtype=np.int64)
+            self._splits[split] = Examples.from_sequences(sources, references, s_cap, t_cap, attribute)
+
+    def examples(self, split: str) -> Examples:
+        return self._splits[check_split(split)]
+
+    def action_mask(self) -> np.ndarray:
+        """The output words plus EOS (never PAD, BOS, UNK or a marker)."""
+        mask = self.vocab.mask(self.output_words)
+        mask[EOS] = True
+        return mask
+
+    def describe(self) -> str:
+        sizes = "/".join(f"{len(self._splits[s]):,}" for s in SPLITS)
+        return f"{super().describe()}, {sizes} train/valid/test examples"
+
+    def _check_bleu_ids(self) -> None:
+        from ir_env.rewards.bleu import MAX_TOKEN_ID
+
+        if len(self.vocab) - 1 > MAX_TOKEN_ID:
+            raise ValueError(
+                f"{self.name}: a vocabulary of {len(self.vocab)} tokens is over IncrementalBLEU's "
+                f"{MAX_TOKEN_ID + 1}; raise min_freq or pass max_vocab"
+            )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Translation.
+
+#: Task split -> Multi30k file split.
+MULTI30K_FILES: dict[str, str] = {"train": "train", "valid": "val", "test": "test_2016_flickr"}
+
+
+class Multi30kTask(CorpusTask):
+    """Translate Multi30k image captions from English into German (metric: sentence BLEU).
+
+    Example (validation pair 0, lower-cased)::
+
+        a group of men are loading cotton onto a truck  ->  eine gruppe von männern lädt baumwolle auf
+        einen lastwagen
+
+    Both sides are tokenised by sacrebleu's 13a tokeniser (lower-cased first by default) and share one
+    vocabulary; the action mask allows the German words only (those seen ``min_freq`` times in the
+    German training side), plus EOS. The metric is ``IncrementalBLEU`` on token ids, which is
+    ``sacrebleu.sentence_bleu(" ".join(output), [" ".join(reference)], tokenize="none")``; since 13a is
+    idempotent, that also equals sacrebleu's default (13a) sentence BLEU of the space-joined output
+    against the raw German sentence (with ``lowercase=True`` when the task lower-cases), for every
+    reference within the cap T. BLEU is cased only when ``lowercase=False``.
+
+    Sizes with the defaults: 29,000 / 1,014 / 1,000 pairs (train / val / test_2016_flickr); a vocabulary
+    of 13,183 tokens (7,814 German words, 5,365 more English ones); S = T = 32 (the 99th percentile of
+    training lengths is 25); 3 val/test sentences are cut. About 4% of val/test reference tokens are UNK.
+
+    Args:
+        data_dir: the data folder (holding ``multi30k/``); None reads ``$IR_DATA_DIR``.
+        lowercase: lower-case both sides before tokenising (BLEU is then case-insensitive).
+        min_freq: a word needs this many training occurrences (on its side) to get an id.
+        max_vocab: keep at most this many words per language, the most frequent.
+        max_train: use only the first ``max_train`` training pairs.
+        max_source_len, max_generation_len: S and T; None derives them from the training lengths.
+    """
+
+    name = "translation:multi30k"
+    metric_name = "bleu"
+
+    def __init__(
+        self,
+        data_dir: DataDir = None,
+        lowercase: bool = True,
+        min_freq: int = 2,
+        max_vocab: int | None = None,
+        max_train: int | None = None,
+        max_source_len: int | None = None,
+        max_generation_len: int | None = None,
+    ):
+        self._check_options(data_dir, min_freq, max_vocab, max_train, max_source_len, max_generation_len)
+        self.lowercase = _check_bool("lowercase", lowercase)
+        pairs: dict[str, list[WordPair]] = {}
+        for split, file_split in MULTI30K_FILES.items():
+            raw = read_multi30k(data_dir, file_split)
+            if split == "train":
+                raw = raw[: self.max_train]
+            pairs[split] = [(tokenize_13a(en, lowercase), tokenize_13a(de, lowercase)) for en, de in raw]
+        german = frequent_words((r for _, r in pairs["train"]), self.min_freq, self.max_vocab)
+        english = frequent_words((s for s, _ in pairs["train"]), self.min_freq, self.max_vocab)
+        self._build(pairs, output_words=german, source_words=english)
+        self._check_bleu_ids()
+
+    def metric(self, examples: Examples, num_rows: int) -> PrefixMetric:
+        from ir_env.rewards.bleu import IncrementalBLEU
+
+        return IncrementalBLEU(examples, num_rows)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sentiment.
+
+PROMPT_LEN = 5
+#: A sentence needs this many words after the prompt to make an example.
+MIN_CONTINUATION = 3
+POLARITIES: tuple[str, ...] = ("positive", "label")
+
+
+class Sst2Task(CorpusTask):
+    """Continue the opening words of an SST-2 film-review sentence with positive sentiment (metric: VADER).
+
+    Example (valid example 0)::
+
+        <positive> it 's a charming and  ->  often affecting journey .
+
+    The source is a polarity token and the sentence's first ``prompt_len`` words; the reference is the
+    rest of the sentence (for supervised warm starts; the metric does not read it, and a reference may
+    well be negative). ``Examples.attribute`` is +1 for every example (``polarity="positive"``: steer any
+    review positive, the usual RL text-continuation benchmark), or the sentence's own label as +1/-1
+    (``polarity="label"``: references then agree with the attribute). The metric is ``VaderCompound``,
+    attribute * VADER compound of the detokenised output.
+
+    Data: SST-2 is lower-cased and PTB-tokenised already; its whitespace words are the tokens. Train is
+    GLUE's train file (phrases as well as sentences), keeping phrases of at least ``prompt_len`` + 3
+    words, each distinct phrase once. GLUE's dev file (872 sentences; the test labels are not public) is
+    split in two halves by line: the first 436 rows are ``valid``, the other 436 ``test``, each keeping
+    the sentences of at least ``prompt_len`` + 3 words.
+
+    Sizes with the defaults: 31,105 / 408 / 399 examples; a vocabulary of 13,420 tokens; S = 6
+    (polarity token + 5 words); T = 40 (from the 99th percentile of training continuation lengths).
+
+    Args:
+        data_dir: the data folder (holding ``sst2/``); None reads ``$IR_DATA_DIR``.
+        prompt_len: the number of opening words in the source.
+        polarity: ``"positive"`` (every attribute +1) or ``"label"`` (the SST-2 label as +1/-1).
+        min_freq, max_vocab, max_train, max_generation_len: as for ``Multi30kTask``.
+    """
+
+    name = "sentiment:sst2"
+    metric_name = "vader"
+    MARKERS = (POLARITY_TOKENS[POSITIVE], POLARITY_TOKENS[NEGATIVE])
+
+    def __init__(
+        self,
+        data_dir: DataDir = None,
+        prompt_len: int = PROMPT_LEN,
+        polarity: str = "positive",
+        min_freq: int = 2,
+        max_vocab: int | None = None,
+        max_train: int | None = None,
+        max_generation_len: int | None = None,
+    ):
+        self.prompt_len = check_count("prompt_len", prompt_len)
+        if polarity not in POLARITIES:
+            raise ValueError(f"polarity must be one of {list(POLARITIES)}, got {polarity!r}")
+        self.polarity = polarity
+        self._check_options(data_dir, min_freq, max_vocab, max_train, 1 + self.prompt_len, max_generation_len)
+        dev = read_sst2(data_dir, "dev")
+        rows = {"train": read_sst2(data_dir, "train"), "valid": dev[: len(dev) // 2], "test": dev[len(dev) // 2 :]}
+        unique: dict[str, int] = {}
+        for sentence, label in rows["train"]:
+            unique.setdefault(sentence, label)  # each distinct phrase once (GLUE repeats a few)
+        rows["train"] = list(unique.items())
+        pairs: dict[str, list[WordPair]] = {}
+        attributes: dict[str, list[int]] = {}
+        for split, labelled in rows.items():
+            kept = [(s.split(), label) for s, label in labelled]
+            kept = [(words, label) for words, label in kept if len(words) >= self.prompt_len + MIN_CONTINUATION]
+            if split == "train":
+                kept = kept[: self.max_train]
+            wanted = [POSITIVE if polarity == "positive" or label == 1 else NEGATIVE for _, label in kept]
+            pairs[split] = [
+                ([POLARITY_TOKENS[w]] + words[: self.prompt_len], words[self.prompt_len :])
+                for (words, _), w in zip(kept, wanted)
+            ]
+            attributes[split] = wanted
+        words = frequent_words((s[1:] + r for s, r in pairs["train"]), self.min_freq, self.max_vocab, self.MARKERS)
+        self._build(pairs, output_words=words, source_words=[], attributes=attributes)
+
+    def metric(self, examples: Examples, num_rows: int) -> PrefixMetric:
+        from ir_env.rewards.sentiment import VaderCompound
+
+        return VaderCompound(examples, num_rows, self.vocab, max_len=self.max_generation_len)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Question answering.
+
+#: SQuAD contexts have a long tail (up to 700 tokens): the default S covers 90% of training sources.
+SQUAD_SOURCE_PERCENTILE = 90.0
+
+
+class SquadTask(CorpusTask):
+    """Answer a SQuAD v1.1 question about a Wikipedia paragraph (metric: SQuAD token F1).
+
+    Example::
+
+        which nfl team represented the afc at super bowl 50 ? <sep> super bowl 50 was an american football
+        game ...  ->  denver broncos
+
+    The source is the question, ``<sep>``, and the paragraph, or a window of it when the whole does not
+    fit in S: the window holds the first answer, at an offset drawn from a hash of the question id (so
+    the answer's place in the window tells nothing, and the choice is the same in every run). The
+    reference is the first human answer; ``TokenF1`` scores one reference, so the official metric's
+    maximum over all answers is not computed (it can only be higher). Tokens come from
+    ``tokenize_words``, lower-cased by default, which keeps SQuAD's answer normalisation unchanged: for an
+    answer without UNK, cut or window loss, the F1 of an output equals the official ``f1_score`` of its
+    detokenised text against the raw answer. SQuAD's normalisation lower-cases, so lower-casing the
+    tokens changes no score.
+
+    Data: only the development set (48 articles, 10,570 questions) is in the data folder, so it is split
+    by article: the sorted titles in a seeded permutation fill test, then valid, to 10% of the questions
+    each; the rest is train. No paragraph is in two splits. The vocabulary comes from the training
+    paragraphs (each once), questions and first answers; answers about unseen articles are often rare
+    names, so many valid/test answers hold an UNK word that no policy can produce.
+
+    Sizes with the defaults: 8,213 / 1,254 / 1,103 questions (37 / 5 / 6 articles); a vocabulary of
+    14,750 tokens; S = 224 (from the 90th percentile of training sources; about 10% of the paragraphs
+    are windowed); T = 24. About 98% of the answers are a token span of their source (the others start
+    or end inside a word, such as "8" in "20–18").
+
+    Args:
+        data_dir: the data folder (holding ``squad/``); None reads ``$IR_DATA_DIR``.
+        lowercase: lower-case the text before tokenising.
+        min_freq, max_vocab, max_train, max_source_len, max_generation_len: as for ``Multi30kTask``.
+    """
+
+    name = "matching:squad"
+    metric_name = "f1"
+    MARKERS = (SEPARATOR,)
+    SOURCE_PERCENTILE = SQUAD_SOURCE_PERCENTILE
+
+    def __init__(
+        self,
+        data_dir: DataDir = None,
+        lowercase: bool = True,
+        min_freq: int = 2,
+        max_vocab: int | None = None,
+        max_train: int | None = None,
+        max_source_len: int | None = None,
+        max_generation_len: int | None = None,
+    ):
+        self._check_options(data_dir, min_freq, max_vocab, max_train, max_source_len, max_generation_len)
+        self.lowercase = _check_bool("lowercase", lowercase)
+        records = read_squad(data_dir)
+        by_split: dict[str, list[SquadRecord]] = {split: [] for split in SPLITS}
+        for record, split in zip(records, assign_splits([r.title for r in records])):
+            by_split[split].append(record)
+        by_split["train"] = by_split["train"][: self.max_train]
+        tokens = {text: tokenize_words(text, lowercase) for r in records for text in (r.context, r.question)}
+        answers = {r.id: tokenize_words(r.answers[0], lowercase) for r in records}
+        train_full = [(tokens[r.question] + [SEPARATOR] + tokens[r.context], answers[r.id]) for r in by_split["train"]]
+        source_cap, _ = self._caps(train_full)
+        pairs = {
+            split: [(self._source(r, tokens, answers[r.id], source_cap), answers[r.id]) for r in by_split[split]]
+            for split in SPLITS
+        }
+        self._source_cap = source_cap  # _build takes S from here: the windows were cut to it
+        train_text = [tokens[c] for c in dict.fromkeys(r.context for r in by_split["train"])]
+        train_text += [tokens[r.question] + answers[r.id] for r in by_split["train"]]
+        words = frequent_words(train_text, self.min_freq, self.max_vocab, self.MARKERS)
+        self._build(pairs, output_words=words, source_words=[])
+        for split in SPLITS:  # a source is cut when its paragraph is windowed (or its question shortened)
+            cut = sum(len(tokens[r.question]) + 1 + len(tokens[r.context]) > source_cap for r in by_split[split])
+            self.truncated[split] = (cut, self.truncated[split][1])
+
+    def _source(self, record: SquadRecord, tokens: dict[str, list[str]], answer: list[str], cap: int) -> list[str]:
+        """Question, separator and the paragraph, or the window of the paragraph that holds the answer."""
+        question = tokens[record.question][: cap // 2]
+        context = tokens[record.context]
+        width = cap - len(question) - 1
+        if len(context) > width:
+            prefix = record.context[: record.answer_starts[0]]
+            first = len(tokenize_words(prefix, self.lowercase))
+            last = min(first + len(answer), len(context))  # one past the answer
+            lo, hi = max(0, last - width), min(first, len(context) - width)
+            if lo <= hi:
+                start = lo + zlib.crc32(record.id.encode()) % (hi - lo + 1)
+            else:  # an answer longer than the window: show its beginning
+                start = min(first, len(context) - width)
+            context = context[start : start + width]
+        return question + [SEPARATOR] + context
+
+    def metric(self, examples: Examples, num_rows: int) -> PrefixMetric:
+        from ir_env.rewards.f1 import TokenF1
+
+        return TokenF1(examples, num_rows, self.vocab)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Paraphrase.
+
+
+def sentence_clusters(pairs: Sequence[tuple[str, str]]) -> list[int]:
+    """For each (id1, id2) pair, the index of the first pair of its cluster (pairs linked by a shared id)."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        parent[root(a)] = root(b)
+    first: dict[str, int] = {}
+    return [first.setdefault(root(a), i) for i, (a, _) in enumerate(pairs)]
+
+
+class MrpcTask(CorpusTask):
+    """Paraphrase an MRPC news sentence (metric: sentence BLEU against the human-judged paraphrase).
+
+    Example::
+
+        amrozi accused his brother , whom he called " the witness " , of deliberately distorting his
+        evidence .  ->  referring to him as only " the witness " , amrozi accused his brother of
+        deliberately distorting his evidence .
+
+    Only the 2,753 pairs labelled paraphrase are used: sentence 1 is the source, sentence 2 the
+    reference, tokenised (lower-cased by default) as in ``Multi30kTask``, with the same BLEU and the same
+    equality with sacrebleu. Some sentences occur in several pairs, so pairs that share a sentence id
+    form a cluster, and whole clusters are assigned to splits (seeded permutation; 10% test, 10% valid).
+    The action mask allows every vocabulary word: a paraphrase may reuse any word of its source.
+
+    Sizes with the defaults: 2,201 / 276 / 276 pairs; a vocabulary of 7,685 tokens; S = T = 40. With so
+    little training text, about 12% of valid/test reference tokens are UNK.
+
+    Args:
+        data_dir: the data folder (holding ``mrpc/``); None reads ``$IR_DATA_DIR``.
+        lowercase: lower-case both sentences before tokenising (BLEU is then case-insensitive).
+        min_freq, max_vocab, max_train, max_source_len, max_generation_len: as for ``Multi30kTask``.
+    """
+
+    name = "matching:mrpc"
+    metric_name = "bleu"
+
+    def __init__(
+        self,
+        data_dir: DataDir = None,
+        lowercase: bool = True,
+        min_freq: int = 2,
+        max_vocab: int | None = None,
+        max_train: int | None = None,
+        max_source_len: int | None = None,
+        max_generation_len: int | None = None,
+    ):
+        self._check_options(data_dir, min_freq, max_vocab, max_train, max_source_len, max_generation_len)
+        self.lowercase = _check_bool("lowercase", lowercase)
+        positive = [row for row in read_mrpc(data_dir) if row.label == 1]
+        splits = assign_splits(sentence_clusters([(row.id1, row.id2) for row in positive]))
+        pairs: dict[str, list[WordPair]] = {split: [] for split in SPLITS}
+        for row, split in zip(positive, splits):
+            pairs[split].append((tokenize_13a(row.sentence1, lowercase), tokenize_13a(row.sentence2, lowercase)))
+        pairs["train"] = pairs["train"][: self.max_train]
+        words = frequent_words((s + r for s, r in pairs["train"]), self.min_freq, self.max_vocab)
+        self._build(pairs, output_words=words, source_words=[])
+        self._check_bleu_ids()
+
+    def metric(self, examples: Examples, num_rows: int) -> PrefixMetric:
+        from ir_env.rewards.bleu import IncrementalBLEU
+
+        return IncrementalBLEU(examples, num_rows)
