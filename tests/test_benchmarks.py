@@ -17,12 +17,12 @@ from benchmarks.env_drivers import (
 from benchmarks.long_targets import METRICS, LongTargetTask
 from benchmarks.throughput import SECTIONS, main, task_named
 from ir_env import EOS, InstantRewardEnv
-from ir_env.tasks import TASKS
+from ir_env.tasks import BUILTIN_TASKS
 
 TOLERANCE = 1e-9
 TINY = ["--seconds", "0.01", "--num-envs", "1,4", "--sync-num-envs", "4", "--lengths", "4,8", "--sweep-num-envs", "4"]
 NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?x?†?$")
-NAIVE_TASKS = list(TASKS) + [f"long:{metric}:8" for metric in METRICS]
+NAIVE_TASKS = list(BUILTIN_TASKS) + [f"long:{metric}:8" for metric in METRICS]
 
 
 def markdown_tables(text: str) -> list[list[list[str]]]:
@@ -72,9 +72,9 @@ def test_every_table_is_well_formed_with_positive_numbers(report: str) -> None:
 
 def test_every_task_appears_in_the_env_tables(report: str) -> None:
     scalar, comparison = markdown_tables(report)[:2]
-    assert [row[0] for row in scalar[1:]] == list(TASKS)
+    assert [row[0] for row in scalar[1:]] == list(BUILTIN_TASKS)
     assert scalar[0][2:] == ["sparse", "instant", "token", "mixed"]
-    for task in TASKS:
+    for task in BUILTIN_TASKS:
         envs = {(row[1], row[2]) for row in comparison[1:] if row[0] == task}
         assert len(envs) == 5, f"{task}: {envs}"  # scalar, naive, sync 4, batched 1 and 4
         assert ("InstantRewardEnv", "1") in envs
