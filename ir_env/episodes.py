@@ -17,7 +17,7 @@ import numpy as np
 from ir_env.rewards.base import CallablePotential, PrefixMetric
 from ir_env.rewards.shaping import Shaping
 from ir_env.tasks.base import Task, check_split
-from ir_env.tokenizer import EOS, PAD
+from ir_env.tokenizer import EOS, PAD, UNK
 
 #: What a user may pass as ``potential``: a PrefixMetric factory (examples, num_rows) -> PrefixMetric, or
 #: a plain function (source ids, prefix ids, reference ids) -> float.
@@ -137,7 +137,7 @@ class EpisodeBatch:
         token_match = np.zeros(n, dtype=np.float64)
         e = self.example_ids[at]
         in_ref = position < ex.reference_len[e]
-        hit = in_ref & (ex.reference[e, np.minimum(position, ex.reference.shape[1] - 1)] == tokens)
+        hit = in_ref & (ex.reference[e, np.minimum(position, ex.reference.shape[1] - 1)] == tokens) & (tokens != UNK)
         token_match[at] = np.where(hit, 1.0 / ex.reference_len[e], 0.0)
 
         self.generated[rows, position] = tokens

@@ -103,3 +103,19 @@ def monkeypatch_module():
 def test_token_ids_beyond_15_bits_are_refused():
     with pytest.raises(ValueError, match="15 bits"):
         IncrementalBLEU(make_examples([[5, 1 << 15]]), 1)
+
+
+def test_a_reference_unk_is_matched_by_nothing_not_even_an_output_unk():
+    """UNK in a reference stands for a word outside the vocabulary (real-data tasks): BLEU counts it in the
+    reference length, as sacrebleu does the real word, but an output UNK must not match it."""
+    from ir_env.tokenizer import UNK
+
+    ref = [FIRST_WORD, UNK, FIRST_WORD + 1, FIRST_WORD + 2]
+    metric = IncrementalBLEU(make_examples([ref]), 1)
+    metric.reset(np.array([0]), np.array([0]))
+    for t in ref:
+        metric.push(np.array([0]), np.array([t]))
+    got = metric.score(np.array([0]))[0]
+    oov = 10**6  # an id no output holds, standing for the real word
+    assert got < 1.0
+    assert got == pytest.approx(sacre(ref, [FIRST_WORD, oov, FIRST_WORD + 1, FIRST_WORD + 2]), abs=1e-9)

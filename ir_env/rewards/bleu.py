@@ -3,7 +3,8 @@
 The score is sacrebleu's sentence BLEU divided by 100: ``sacrebleu.sentence_bleu(hyp, [ref],
 tokenize="none")`` on the space-joined words, that is smooth_method ``"exp"`` (NIST / Chen & Cherry
 method 3), effective order, max n-gram order 4, one reference, no lowercasing. Tests check it against
-sacrebleu to 1e-9.
+sacrebleu to 1e-9. A reference token UNK stands for a word outside the vocabulary: it counts towards the
+reference length but no output token matches it (not even UNK), as the real word would not be matched.
 
 How a token is scored in O(1): every reference n-gram of every example sits, with its count, in the
 example's small hash table (``ExampleHashTables``, built once per split and shared by every env reading
@@ -22,6 +23,7 @@ import numpy as np
 from ir_env.rewards.base import PrefixMetric
 from ir_env.rewards.tables import ExampleHashTables
 from ir_env.tasks.base import Examples
+from ir_env.tokenizer import UNK
 
 MAX_ORDER = 4
 TOKEN_BITS = 15  # four 15-bit ids and the order (bits 60-62) pack into one 64-bit key
@@ -43,6 +45,8 @@ def _reference_keys(examples: Examples) -> tuple[np.ndarray, np.ndarray, np.ndar
         for k in range(n):
             key = (key << _SHIFT) | ref[:, starts + k].astype(np.uint64)
         valid = starts[None, :] + n <= ref_len[:, None]  # (M, W-n+1)
+        for k in range(n):  # an out-of-vocabulary reference word (UNK) is matched by nothing, not even UNK
+            valid &= ref[:, starts + k] != UNK
         example_parts.append(np.nonzero(valid)[0])
         key_parts.append(key[valid] | _ORDER_TAG[n - 1])
     example, key = np.concatenate(example_parts), np.concatenate(key_parts)

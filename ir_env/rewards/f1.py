@@ -37,6 +37,7 @@ from ir_env.tasks.base import Examples
 from ir_env.tokenizer import BOS, EOS, PAD, UNK, Vocabulary, pad_batch
 
 _ARTICLES = ("a", "an", "the")
+_OOV = "\x00oov"  # what a reference UNK normalises to: no vocabulary token can produce a NUL character
 
 # Token kinds: what pushing the token does to a row's detokenised text.
 _SKIP = 0  # PAD, BOS, EOS: not part of the text
@@ -117,9 +118,10 @@ class _F1Tables:
             )
 
         # Only reference words (and what a glued suffix can grow into one) need ids.
+        # A reference UNK stands for a word outside the vocabulary: it becomes a word no output can write.
         ref_words = [
-            normalize_answer(vocab.detokenize(examples.reference[e, : examples.reference_len[e]])).split()
-            for e in range(len(examples))
+            normalize_answer(vocab.detokenize(ref).replace(tokens[UNK], _OOV) if (ref == UNK).any() else vocab.detokenize(ref)).split()
+            for ref in (examples.reference[e, : examples.reference_len[e]] for e in range(len(examples)))
         ]
         space = {w for words in ref_words for w in words}
         if suffix:
@@ -140,6 +142,10 @@ class _F1Tables:
         )
         glued = [ids(text + glue_text) if suffix and kind[t] != _SKIP else [self.miss] for t, text in enumerate(tokens)]
         self.glued_words, self.num_glued_words = _ragged(glued)
+        # An output UNK is one word that matches nothing: an UNK in a reference stands for a word outside the
+        # vocabulary, which writing "<unk>" must not earn.
+        for words, num in ((self.words, self.num_words), (self.glued_words, self.num_glued_words)):
+            words[UNK], num[UNK] = self.miss, 1
         self.glued_last = self.glued_words[np.arange(len(tokens)), np.maximum(self.num_glued_words - 1, 0)]
         self.grow = np.array([word_id.get(w + suffix, self.miss) for w in word_id] + [self.miss], dtype=np.int64)
 
