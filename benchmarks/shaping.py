@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import json
 import multiprocessing as mp
 import os
 import sys
@@ -75,6 +76,7 @@ CONDITION_NAMES = tuple(c.name for c in CONDITIONS)
 LEARNER = {"num_envs": 16, "learning_rate": 1e-3}
 MODEL = "tiny"
 FINAL_FRACTION = 0.2
+SMOOTH = 5
 BINS = 16
 
 
@@ -160,6 +162,15 @@ def run_job(job: Job) -> dict[str, Any]:
     return result
 
 
+def smoothed(scores: list[float]) -> np.ndarray:
+    """Trailing mean over the last SMOOTH updates: one lucky rollout must not count as reaching a threshold."""
+    x = np.asarray(scores, dtype=float)
+    c = np.cumsum(np.insert(x, 0, 0.0))  # c[i] = sum of the first i scores
+    end = np.arange(1, x.size + 1)
+    begin = np.maximum(end - SMOOTH, 0)
+    return (c[end] - c[begin]) / (end - begin)
+
+
 def final_train_score(result: dict[str, Any]) -> float:
     """Mean rollout score over the last FINAL_FRACTION of a run's updates."""
     scores = np.asarray(result["scores"])
@@ -170,13 +181,15 @@ def final_train_score(result: dict[str, Any]) -> float:
 def summarize(results: list[dict[str, Any]], task: str, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """Per-condition statistics of one task (see the module docstring)."""
     by_condition = {c: [r for r in results if r["task"] == task and r["condition"] == c] for c in names}
-    start = float(np.mean([r["scores"][0] for rs in by_condition.values() for r in rs]))
+    start = float(np.mean([np.mean(r["scores"][:SMOOTH]) for rs in by_condition.values() for r in rs]))
     best_final = max(np.mean([final_train_score(r) for r in rs]) for rs in by_condition.values())
-    threshold = start + 0.5 * (best_final - start)
+    # no condition improved on the start: a threshold would only measure noise
+    threshold = start + 0.5 * (best_final - start) if best_final > start else float("nan")
     table: dict[str, dict[str, Any]] = {}
     for c, rs in by_condition.items():
         finals = [r["final_valid"] for r in rs]
-        to_threshold = [steps_to_threshold(r["steps"], r["scores"], threshold) for r in rs]
+        to_threshold = [steps_to_threshold(r["steps"], smoothed(r["scores"]), threshold) if np.isfinite(threshold)
+                        else float("nan") for r in rs]
         reached = [s for s in to_threshold if np.isfinite(s)]
         judges = [r["judge"] for r in rs if r["judge"] is not None]
         table[c] = {
@@ -185,7 +198,8 @@ def summarize(results: list[dict[str, Any]], task: str, names: tuple[str, ...]) 
             "final_iqm": iqm(finals),
             "train_final": float(np.mean([final_train_score(r) for r in rs])),
             "auc": float(np.mean([normalized_auc(r["steps"], r["scores"]) for r in rs])),
-            "steps_median": float(np.median(to_threshold)) if len(reached) * 2 > len(rs) else float("inf"),
+            "steps_median": (float("nan") if not np.isfinite(threshold) else
+                             float(np.median(to_threshold)) if len(reached) * 2 > len(rs) else float("inf")),
             "reached": len(reached),
             "runs": len(rs),
             "judge": float(np.mean(judges)) if judges else None,
@@ -239,6 +253,8 @@ def available_tasks() -> list[str]:
 
 
 def _fmt_steps(value: float) -> str:
+    if np.isnan(value):
+        return "n/a"
     return "never" if not np.isfinite(value) else f"{value:,.0f}"
 
 
@@ -274,7 +290,9 @@ def markdown(tables: dict[str, dict[str, dict[str, Any]]], args: argparse.Namesp
     ]
     for task, table in tables.items():
         meta = table["_meta"]
-        lines += [f"## {task}", "", f"Starting score {meta['start']:.4f}; threshold {meta['threshold']:.4f}.", "",
+        threshold = (f"threshold {meta['threshold']:.4f}" if np.isfinite(meta["threshold"])
+                     else "no condition improved on it in this budget, so there is no threshold (n/a)")
+        lines += [f"## {task}", "", f"Starting score {meta['start']:.4f} (first {SMOOTH} updates); {threshold}.", "",
                   "| condition | final valid [95% CI] | IQM | train final | AUC | steps to thr. (reached) | judge chrF | len | rep | distinct-2 |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for c in names:
@@ -300,6 +318,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true",
                         help="matching:summary, seeds 0 1, 20,000 steps (a few minutes on 2 cores); explicit options win")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/shaping.md"))
+    parser.add_argument("--report-only", action="store_true",
+                        help="no training: rebuild the tables and plots from the runs saved next to --out (.json)")
     args = parser.parse_args(argv)
     given = set(argv if argv is not None else sys.argv[1:])
     if args.quick:
@@ -320,15 +340,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     command = "python -m benchmarks.shaping " + " ".join(argv if argv is not None else sys.argv[1:])
 
     names = tuple(c for c in CONDITION_NAMES if c in args.conditions)
-    jobs = [Job(t, c, s, args.tokens, args.eval_examples) for t in args.tasks for s in args.seeds for c in names]
-    print(f"{len(jobs)} runs of {args.tokens:,} env steps, {args.workers} at a time", flush=True)
-    t0 = time.perf_counter()
-    if args.workers == 1:
-        results = [run_job(j) for j in jobs]
+    raw = args.out.with_suffix(".json")
+    if args.report_only:
+        saved = json.loads(raw.read_text())
+        results, wall, command = saved["results"], saved["wall"], saved["command"]
+        args.seeds, args.tokens, args.workers = saved["seeds"], saved["tokens"], saved["workers"]
+        args.eval_examples = saved["eval_examples"]
+        args.tasks = list(dict.fromkeys(r["task"] for r in results))
+        names = tuple(c for c in CONDITION_NAMES if any(r["condition"] == c for r in results))
     else:
-        with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
-            results = pool.map(run_job, jobs, chunksize=1)
-    wall = time.perf_counter() - t0
+        jobs = [Job(t, c, s, args.tokens, args.eval_examples) for t in args.tasks for s in args.seeds for c in names]
+        print(f"{len(jobs)} runs of {args.tokens:,} env steps, {args.workers} at a time", flush=True)
+        t0 = time.perf_counter()
+        if args.workers == 1:
+            results = [run_job(j) for j in jobs]
+        else:
+            with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
+                results = pool.map(run_job, jobs, chunksize=1)
+        wall = time.perf_counter() - t0
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        raw.write_text(json.dumps({"command": command, "seeds": args.seeds, "tokens": args.tokens, "workers": args.workers,
+                                   "eval_examples": args.eval_examples, "wall": wall, "results": results}))
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tables, pngs = {}, {}

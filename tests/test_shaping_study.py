@@ -40,6 +40,11 @@ def test_quick_study_runs_end_to_end_and_writes_a_well_formed_table(tmp_path):
     png = tmp_path / "shaping_matching_summary.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    # the saved runs rebuild the same report without training
+    png.unlink()
+    main(["--report-only", "--out", str(out)])
+    assert table_rows(out.read_text()) == rows and png.exists()
+
 
 def test_a_rerun_with_the_same_seed_reproduces_the_numbers(tmp_path):
     args = ["--tasks", "matching:summary", "--seeds", "3", "--conditions", "instant", "--tokens", "300",
