@@ -13,6 +13,8 @@ learner, not to replace ``agents.ppo``.
 
 from __future__ import annotations
 
+import sys
+
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -289,6 +291,11 @@ def make_sb3_model(
         **kwargs.pop("policy_kwargs", {}),
     }
     model = algo_class("MultiInputPolicy", env, seed=seed, policy_kwargs=policy_kwargs, **kwargs)
+    if kwargs.get("tensorboard_log") is None:
+        # SB3's default logger makes an empty SB3-<date> folder in the temp directory on every learn()
+        from stable_baselines3.common.logger import HumanOutputFormat, Logger
+
+        model.set_logger(Logger(folder=None, output_formats=[HumanOutputFormat(sys.stdout)] if model.verbose else []))
     if tie_action_head:
         tie_action_net(model)
     return model
