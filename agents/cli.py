@@ -253,4 +253,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["main", "build_parser", "make_task"]
+__all__ = ["build_parser", "main", "make_task"]

@@ -14,7 +14,6 @@ learner, not to replace ``agents.ppo``.
 from __future__ import annotations
 
 import sys
-
 import time
 from collections.abc import Mapping
 from typing import Any

@@ -44,7 +44,13 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.stats import binned_curve, bootstrap_ci, iqm, normalized_auc, steps_to_threshold
+from benchmarks.stats import (
+    binned_curve,
+    bootstrap_ci,
+    iqm,
+    normalized_auc,
+    steps_to_threshold,
+)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmarks.stats import binned_curve, bootstrap_ci, iqm, normalized_auc, steps_to_threshold
+from benchmarks.stats import (
+    binned_curve,
+    bootstrap_ci,
+    iqm,
+    normalized_auc,
+    steps_to_threshold,
+)
 
 
 def test_iqm_drops_the_outer_quarters():
