@@ -2,8 +2,8 @@
 adaptive KL penalty, on every task, over seeds, at equal env-step budgets with the same learner.
 
     python -m benchmarks.shaping --quick                       # a few minutes on 2 cores: matching:summary, 2 seeds
-    python -m benchmarks.shaping                               # every built-in task (+ real ones with a data
-                                                               # folder), 5 seeds, 60k env steps per run
+    python -m benchmarks.shaping [--data-dir ../shared/data]   # every built-in task (+ the real-data ones with
+                                                               # a data folder), 5 seeds, 60k env steps per run
     python -m benchmarks.shaping --tasks translation --seeds 0 1 2 3 4 --tokens 100000 --workers 8
 
 Every run is ``agents.trainer.train`` with the same ``PPOConfig`` and model; only the env's reward (and, for
@@ -315,7 +315,9 @@ def markdown(tables: dict[str, dict[str, dict[str, Any]]], args: argparse.Namesp
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=None, help="default: built-in tasks (+ real ones with $IR_DATA_DIR)")
+    parser.add_argument("--tasks", nargs="+", default=None,
+                        help="default: the built-in tasks, and the real-data ones when a data folder is given")
+    parser.add_argument("--data-dir", default=None, help="folder of the real data sets (default: $IR_DATA_DIR)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--tokens", type=int, default=60_000, help="env-step budget of every run")
     parser.add_argument("--conditions", nargs="+", default=list(CONDITION_NAMES), choices=CONDITION_NAMES)
@@ -328,6 +330,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="no training: rebuild the tables and plots from the runs saved next to --out (.json)")
     args = parser.parse_args(argv)
     given = set(argv if argv is not None else sys.argv[1:])
+    if args.data_dir:
+        os.environ["IR_DATA_DIR"] = str(Path(args.data_dir).resolve())  # inherited by the worker processes
     if args.quick:
         args.tasks = args.tasks or ["matching:summary"]
         if "--seeds" not in given:
