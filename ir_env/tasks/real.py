@@ -8,7 +8,8 @@ Rules shared by all four (``CorpusTask``):
 
 - Vocabulary: the words seen at least ``min_freq`` times (default 2) in the training split, most frequent
   first, at most ``max_vocab`` of them; every other word is UNK (id 3). UNK is never an allowed action,
-  so a reference word outside the vocabulary can never be produced: an honest ceiling on the score.
+  and the metrics never match a reference UNK (not even with an output UNK), so a reference word outside
+  the vocabulary can never be earned: an honest ceiling on the score.
 - Length caps: ``max_source_len`` S and ``max_generation_len`` T are keyword arguments; by default each
   is a percentile of the training split's lengths (99th, 90th for SQuAD's long contexts) rounded up to
   a multiple of 8. A longer source or reference, in any split, keeps its first S or T tokens; the counts
