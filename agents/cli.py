@@ -5,6 +5,7 @@
     instant-reward train --task translation --out runs/t # warm start + PPO on the instant reward
     instant-reward eval --checkpoint runs/t --split test # greedy and sampled task score
     instant-reward sample --checkpoint runs/t -n 3       # generations with each token's reward
+    instant-reward prepare-data --out data               # fetch Multi30k, SST-2, SQuAD, MRPC for --data-dir
 """
 
 from __future__ import annotations
@@ -157,6 +158,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare_data(args: argparse.Namespace) -> int:
+    from ir_env.tasks.prepare import check_folder, prepare
+
+    root = prepare(args.out)
+    for name, count in check_folder(root).items():
+        print(f"  {name:24s} {count:,} records")
+    print(f"ready: pass --data-dir {root} or set IR_DATA_DIR={root}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="instant-reward", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -232,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--data-dir", default=None, help="folder of the real data sets (default: $IR_DATA_DIR)")
     sample.set_defaults(func=cmd_sample)
+    prep = sub.add_parser("prepare-data", help="download the real data sets' public files into a data folder")
+    prep.add_argument("--out", required=True, help="the data folder to make (files already there are checked)")
+    prep.set_defaults(func=cmd_prepare_data)
     return parser
 
 
