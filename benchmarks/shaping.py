@@ -187,10 +187,11 @@ def final_train_score(result: dict[str, Any]) -> float:
 def summarize(results: list[dict[str, Any]], task: str, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """Per-condition statistics of one task (see the module docstring)."""
     by_condition = {c: [r for r in results if r["task"] == task and r["condition"] == c] for c in names}
-    start = float(np.mean([np.mean(r["scores"][:SMOOTH]) for rs in by_condition.values() for r in rs]))
+    starts = [float(np.mean(r["scores"][:SMOOTH])) for rs in by_condition.values() for r in rs]
+    start = float(np.mean(starts))
     best_final = max(np.mean([final_train_score(r) for r in rs]) for rs in by_condition.values())
-    # no condition improved on the start: a threshold would only measure noise
-    threshold = start + 0.5 * (best_final - start) if best_final > start else float("nan")
+    # if no condition got clear of the starting score's own 95% interval, a threshold would measure noise
+    threshold = start + 0.5 * (best_final - start) if best_final > bootstrap_ci(starts)[1] else float("nan")
     table: dict[str, dict[str, Any]] = {}
     for c, rs in by_condition.items():
         finals = [r["final_valid"] for r in rs]
@@ -297,7 +298,8 @@ def markdown(tables: dict[str, dict[str, dict[str, Any]]], args: argparse.Namesp
     for task, table in tables.items():
         meta = table["_meta"]
         threshold = (f"threshold {meta['threshold']:.4f}" if np.isfinite(meta["threshold"])
-                     else "no condition improved on it in this budget, so there is no threshold (n/a)")
+                     else "no condition got clear of the starting score's 95% interval in this budget, so there is "
+                          "no threshold (n/a)")
         lines += [f"## {task}", "", f"Starting score {meta['start']:.4f} (first {SMOOTH} updates); {threshold}.", "",
                   "| condition | final valid [95% CI] | IQM | train final | AUC | steps to thr. (reached) | judge chrF | len | rep | distinct-2 |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
