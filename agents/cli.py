@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--reward", default="instant", choices=REWARD_MODES)
     train.add_argument("--reward-weights", type=_json_dict, default=None, help="JSON weights for --reward mixed")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--total-tokens", type=int, default=200_000, help="budget of generated tokens")
+    train.add_argument("--total-tokens", type=int, default=100_000, help="budget of generated tokens")
     train.add_argument("--model", default="tiny", choices=["tiny", "small", "base", "large"])
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     train.add_argument("--out", default="runs/default", help="output folder")

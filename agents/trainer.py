@@ -59,7 +59,7 @@ class RunConfig:
     """Weights for reward='mixed'."""
     seed: int = 0
     """Seeds the model init, the warm start, every rollout and every minibatch order."""
-    total_tokens: int = 200_000
+    total_tokens: int = 100_000
     """Budget of generated tokens (env steps of the recorded episodes, summed over ranks)."""
     model: str = "tiny"
     """Model preset: tiny, small, base, large."""
