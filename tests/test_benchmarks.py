@@ -159,3 +159,14 @@ def test_long_target_task_rejects_bad_arguments() -> None:
 def test_cli_rejects_unknown_sections(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main([*TINY, "--sections", "scalar,gpu", "--out", str(tmp_path / "x.md")])
+
+
+def test_warm_start_rl_runs_end_to_end_with_a_tiny_budget():
+    from benchmarks.warm_start_rl import main as warm_start_rl
+
+    out = warm_start_rl(["--mle-steps", "3", "--tokens", "200", "--num-envs", "8", "--seeds", "0", "1",
+                         "--eval-every", "1", "--eval-examples", "8"])
+    assert 0.0 <= out["warm_start"]["greedy"] <= 1.0
+    assert set(out["runs"]) == {0, 1}
+    for run in out["runs"].values():
+        assert run["valid"] and all(0.0 <= v <= 1.0 for v in run["valid"])
