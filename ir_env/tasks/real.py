@@ -182,6 +182,13 @@ class CorpusTask(Task):
         sizes = "/".join(f"{len(self._splits[s]):,}" for s in SPLITS)
         return f"{super().describe()}, {sizes} train/valid/test examples"
 
+
+
+class BleuCorpusTask(CorpusTask):
+    """A corpus task scored by sentence BLEU (``IncrementalBLEU``) on its word tokens."""
+
+    metric_name = "bleu"
+
     def _check_bleu_ids(self) -> None:
         from ir_env.rewards.bleu import MAX_TOKEN_ID
 
@@ -191,6 +198,11 @@ class CorpusTask(Task):
                 f"{MAX_TOKEN_ID + 1}; raise min_freq or pass max_vocab"
             )
 
+    def metric(self, examples: Examples, num_rows: int) -> PrefixMetric:
+        from ir_env.rewards.bleu import IncrementalBLEU
+
+        return IncrementalBLEU(examples, num_rows)
+
 
 # ---------------------------------------------------------------------------------------------------
 # Translation.
@@ -199,7 +211,7 @@ class CorpusTask(Task):
 MULTI30K_FILES: dict[str, str] = {"train": "train", "valid": "val", "test": "test_2016_flickr"}
 
 
-class Multi30kTask(CorpusTask):
+class Multi30kTask(BleuCorpusTask):
     """Translate Multi30k image captions from English into German (metric: sentence BLEU).
 
     Example (validation pair 0, lower-cased)::
@@ -229,7 +241,6 @@ class Multi30kTask(CorpusTask):
     """
 
     name = "translation:multi30k"
-    metric_name = "bleu"
 
     def __init__(
         self,
@@ -253,11 +264,6 @@ class Multi30kTask(CorpusTask):
         english = frequent_words((s for s, _ in pairs["train"]), self.min_freq, self.max_vocab)
         self._build(pairs, output_words=german, source_words=english)
         self._check_bleu_ids()
-
-    def metric(self, examples: Examples, num_rows: int) -> PrefixMetric:
-        from ir_env.rewards.bleu import IncrementalBLEU
-
-        return IncrementalBLEU(examples, num_rows)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -471,7 +477,7 @@ def sentence_clusters(pairs: Sequence[tuple[str, str]]) -> list[int]:
     return [first.setdefault(root(a), i) for i, (a, _) in enumerate(pairs)]
 
 
-class MrpcTask(CorpusTask):
+class MrpcTask(BleuCorpusTask):
     """Paraphrase an MRPC news sentence (metric: sentence BLEU against the human-judged paraphrase).
 
     Example::
@@ -496,7 +502,6 @@ class MrpcTask(CorpusTask):
     """
 
     name = "matching:mrpc"
-    metric_name = "bleu"
 
     def __init__(
         self,
@@ -519,8 +524,3 @@ class MrpcTask(CorpusTask):
         words = frequent_words((s + r for s, r in pairs["train"]), self.min_freq, self.max_vocab)
         self._build(pairs, output_words=words, source_words=[])
         self._check_bleu_ids()
-
-    def metric(self, examples: Examples, num_rows: int) -> PrefixMetric:
-        from ir_env.rewards.bleu import IncrementalBLEU
-
-        return IncrementalBLEU(examples, num_rows)
