@@ -168,6 +168,10 @@ def cmd_prepare_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", default=None, help="folder of the real data sets (default: $IR_DATA_DIR)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="instant-reward", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -180,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--split", default="valid")
     play.add_argument("--episodes", type=int, default=2)
     play.add_argument("--seed", type=int, default=0)
-    play.add_argument("--data-dir", default=None, help="folder of the real data sets (default: $IR_DATA_DIR)")
+    _add_data_dir(play)
     play.set_defaults(func=cmd_play)
 
     from agents.ppo import ALGOS, SCHEDULES
@@ -222,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     train.add_argument("--stop-after-updates", type=int, default=None, help="stop early (resumable)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.add_argument("--data-dir", default=None, help="folder of the real data sets (default: $IR_DATA_DIR)")
+    _add_data_dir(train)
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="task score of a checkpoint, greedy and sampled")
@@ -231,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-examples", type=int, default=None)
     ev.add_argument("--device", default="auto")
     ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--data-dir", default=None, help="folder of the real data sets (default: $IR_DATA_DIR)")
+    _add_data_dir(ev)
     ev.set_defaults(func=cmd_eval)
 
     sample = sub.add_parser("sample", help="generations of a checkpoint with each token's reward")
@@ -241,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--greedy", action="store_true")
     sample.add_argument("--device", default="auto")
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--data-dir", default=None, help="folder of the real data sets (default: $IR_DATA_DIR)")
+    _add_data_dir(sample)
     sample.set_defaults(func=cmd_sample)
     prep = sub.add_parser("prepare-data", help="download the real data sets' public files into a data folder")
     prep.add_argument("--out", required=True, help="the data folder to make (files already there are checked)")
