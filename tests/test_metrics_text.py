@@ -183,6 +183,25 @@ def test_the_reference_itself_scores_one(spec: Spec, data: st.DataObject) -> Non
     assert metric.score(np.array([0, 1])) == pytest.approx([1.0, 0.0], abs=TOLERANCE)
 
 
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_rouge_l_is_exact_on_references_longer_than_one_machine_word(data: st.DataObject) -> None:
+    # The bit-parallel LCS keeps 64 reference positions per uint64 word and adds with carries across
+    # words: references of 60-200 words from a few words (many repeated matches; multi-token and empty rouge tokens too) cross 1-4 words.
+    words = [TEXT_VOCAB.id(w) for w in ("cat", "good", "the", "cats", "U.S.", "42", "don't", ".")]
+    references = data.draw(st.lists(st.lists(st.sampled_from(words), min_size=60, max_size=200), min_size=1, max_size=3))
+    metric = RougeL(make_examples(references), len(references), TEXT_VOCAB)
+    rows = np.arange(len(references))
+    metric.reset(rows, rows)
+    prefix = data.draw(st.lists(st.sampled_from(words), min_size=1, max_size=220))
+    for i, t in enumerate(prefix):
+        phi = metric.push(rows, np.full(len(rows), t))
+        if i % 10 == 9 or i == len(prefix) - 1:
+            text = TEXT_VOCAB.detokenize(prefix[: i + 1])
+            expected = [rouge_l(text, TEXT_VOCAB.detokenize(r)) for r in references]
+            assert phi == pytest.approx(expected, abs=TOLERANCE), i
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=repr)
 def test_reset_clears_a_row_and_leaves_the_others(spec: Spec) -> None:
     vocab = spec.vocab
