@@ -7,7 +7,8 @@ same model later serves as the frozen reference of the KL penalty.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,13 +29,30 @@ class MLEConfig:
     batch_size: int = 128
     """Sequences per step."""
     learning_rate: float = 2e-3
-    """Peak Adam step size: linear warm-up over ``warmup_steps``, then linear decay to 10%."""
+    """Peak Adam step size, reached after ``warmup_steps`` of linear warm-up."""
     warmup_steps: int = 100
     """Steps of linear learning-rate warm-up."""
+    schedule: str = "linear"
+    """After the warm-up: "linear" decays to 10% of the peak at ``steps``; "inverse_sqrt" multiplies the peak
+    by sqrt(warmup_steps / step) (Vaswani et al. 2017), which does not depend on the step budget, so a run
+    cut by ``max_seconds`` ends on a schedule as sound as a finished one."""
     label_smoothing: float = 0.0
     """Cross-entropy label smoothing."""
     max_grad_norm: float = 1.0
     """Gradient norm clip."""
+    adam_beta2: float = 0.999
+    """Adam's second-moment decay (Transformer recipes for translation use 0.98)."""
+    length_buckets: bool = False
+    """Draw each batch from examples of similar length (a random pool of 64 batches, sorted by length and
+    cut into batches, served in random order), so less of each batch is padding. False draws every batch
+    uniformly at random. Either way the columns that are padding in every row are cut off each batch."""
+    max_seconds: float | None = None
+    """Stop after this much training time (optimiser steps only, not ``on_step``'s own time) even if
+    fewer than ``steps`` are done; None: no time limit."""
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("linear", "inverse_sqrt"):
+            raise ValueError(f"MLEConfig.schedule must be 'linear' or 'inverse_sqrt', got {self.schedule!r}")
 
 
 def reference_targets(examples: Examples, max_len: int) -> np.ndarray:
@@ -70,27 +88,58 @@ def mle_train(
     examples = task.examples("train")
     targets = torch.as_tensor(reference_targets(examples, model.config.max_target_len), device=device)
     sources = torch.as_tensor(examples.source, device=device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=(0.9, config.adam_beta2))
+    warmup = max(config.warmup_steps, 1)
+
     def lr_factor(step: int) -> float:
-        return min(1.0, (step + 1) / max(config.warmup_steps, 1)) * max(0.1, 1.0 - step / max(config.steps, 1))
+        if config.schedule == "inverse_sqrt":
+            return min((step + 1) / warmup, (warmup / (step + 1)) ** 0.5)
+        return min(1.0, (step + 1) / warmup) * max(0.1, 1.0 - step / max(config.steps, 1))
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     rng = np.random.default_rng(seed)
+    # Used length of each row: sources are PAD-filled on the right, targets end with EOS then PAD.
+    source_len = (examples.source != PAD).sum(axis=1)
+    target_len = (reference_targets(examples, model.config.max_target_len) != PAD).sum(axis=1)
+    batches = _batch_indices(rng, len(examples), config.batch_size, source_len + target_len, config.length_buckets)
     losses = []
+    trained = 0.0  # seconds spent in optimiser steps
     model.train()
     for step in range(config.steps):
-        idx = torch.as_tensor(rng.integers(len(examples), size=config.batch_size), device=device)
+        if config.max_seconds is not None and trained >= config.max_seconds:
+            break
+        t0 = time.perf_counter()
+        rows = next(batches)
+        idx = torch.as_tensor(rows, device=device)
+        s_len, t_len = int(source_len[rows].max()), int(target_len[rows].max())
+        source, target = sources[idx, :max(s_len, 1)], targets[idx, :max(t_len, 1)]  # all-PAD columns cut
         if autocast is not None:
             with autocast:
-                loss = sequence_loss(model, sources[idx], targets[idx], config.label_smoothing)
+                loss = sequence_loss(model, source, target, config.label_smoothing)
         else:
-            loss = sequence_loss(model, sources[idx], targets[idx], config.label_smoothing)
+            loss = sequence_loss(model, source, target, config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         optimizer.step()
         schedule.step()
         losses.append(loss.detach().item())
+        trained += time.perf_counter() - t0
         if on_step is not None:
             on_step(step, losses[-1])
     return losses
+
+
+def _batch_indices(rng: np.random.Generator, n: int, batch_size: int, lengths: np.ndarray,
+                   buckets: bool) -> Iterator[np.ndarray]:
+    """Endless row-index batches: uniform draws, or length-sorted slices of random pools of 64 batches."""
+    if not buckets:
+        while True:
+            yield rng.integers(n, size=batch_size)
+    pool_size = 64 * batch_size
+    while True:
+        pool = rng.permutation(n)[:pool_size]
+        pool = pool[np.argsort(lengths[pool], kind="stable")]
+        chunks = [pool[i:i + batch_size] for i in range(0, len(pool), batch_size)]
+        for k in rng.permutation(len(chunks)):
+            yield chunks[k]

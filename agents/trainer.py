@@ -61,6 +61,8 @@ class RunConfig:
     """Seeds the model init, the warm start, every rollout and every minibatch order."""
     total_tokens: int = 100_000
     """Budget of generated tokens (env steps of the recorded episodes, summed over ranks)."""
+    max_seconds: float | None = None
+    """Also stop (with a checkpoint) once the run's wall time, evaluations included, reaches this; None: no limit."""
     model: str = "tiny"
     """Model preset: tiny, small, base, large."""
     device: str = "auto"
@@ -298,7 +300,7 @@ def train(config: RunConfig) -> dict[str, Any]:
             **row,
         }
         updates_here += 1
-        done = state["tokens"] >= config.total_tokens
+        done = state["tokens"] >= config.total_tokens or (config.max_seconds is not None and state["wall"] >= config.max_seconds)
         stopping = done or updates_here == config.stop_after_updates
         row["valid_score"] = float("nan")  # every row has every column; filled on evaluation updates
         if is_main and ((config.eval_every and (u + 1) % config.eval_every == 0) or stopping):
