@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from agents.fluency import generation_stats
 from benchmarks.stats import (
     binned_curve,
     bootstrap_ci,
@@ -93,18 +94,6 @@ class Job:
     seed: int
     tokens: int
     eval_examples: int
-
-
-def generation_stats(rows: list[list[int]]) -> dict[str, float]:
-    """Length, repetition and distinct-2 of token-id outputs (EOS excluded)."""
-    lengths = np.array([len(r) for r in rows], dtype=float)
-    repeats = sum(len(r) - len(set(r)) for r in rows)
-    bigrams = [tuple(r[i : i + 2]) for r in rows for i in range(len(r) - 1)]
-    return {
-        "length": float(lengths.mean()) if len(rows) else 0.0,
-        "repetition": repeats / max(1.0, lengths.sum()),
-        "distinct2": len(set(bigrams)) / len(bigrams) if bigrams else 0.0,
-    }
 
 
 def judge_chrf(task, outputs: list[list[int]], example_ids: np.ndarray, split: str = "valid") -> float | None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
-from benchmarks.shaping import CONDITION_NAMES, generation_stats, main
+from benchmarks.shaping import CONDITION_NAMES, main
 
 
 def table_rows(text: str) -> dict[str, list[str]]:
@@ -53,14 +51,6 @@ def test_a_rerun_with_the_same_seed_reproduces_the_numbers(tmp_path):
     b = main(args + ["--out", str(tmp_path / "b.md")])["results"][0]
     for key in ("steps", "scores", "final_valid", "judge", "length", "repetition", "distinct2"):
         assert a[key] == b[key], key
-
-
-def test_generation_stats_count_repeats_and_distinct_bigrams():
-    stats = generation_stats([[5, 6, 5, 7], [5, 6]])
-    assert stats["length"] == 3.0
-    assert stats["repetition"] == pytest.approx(1 / 6)  # one repeated token out of six
-    assert stats["distinct2"] == pytest.approx(3 / 4)  # (5,6) (6,5) (5,7) (5,6)
-    assert math.isclose(generation_stats([[4]])["distinct2"], 0.0)
 
 
 def test_unknown_task_fails_before_any_run(tmp_path):
