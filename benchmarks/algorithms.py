@@ -3,6 +3,11 @@ and the same policy network.
 
     python -m benchmarks.algorithms [--task matching:summary] [--seeds 0 1 2] [--steps 30000]
                                     [--num-envs 16] [--workers 2] [--quick] [--out benchmarks/results/algorithms.md]
+                                    [--algorithms ours_ppo sb3_ppo ...] [--data-dir DIR]
+
+    # speed at generation length 32 (Multi30k: T = 32, and an untrained policy rarely emits EOS):
+    python -m benchmarks.algorithms --task translation:multi30k --data-dir ../shared/data \
+        --algorithms ours_ppo sb3_ppo --seeds 0 1 --steps 4096 --out benchmarks/results/algorithms_len32.md
 
 Every algorithm trains the ``tiny`` preset of ``agents/model.py`` from scratch: ours the ``PolicyModel`` itself
 (KV-cached rollouts, one teacher-forced pass per sequence in the update), SB3's a ``TransformerExtractor``
@@ -136,7 +141,7 @@ def plot(results: dict[str, dict[int, dict[str, Any]]], steps: int, random_score
     edges = np.linspace(0, steps, BINS + 1)
     centres = (edges[:-1] + edges[1:]) / 2
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for algo in ALGORITHMS:
+    for algo in results:
         curves = np.stack([binned_curve(r, edges) for r in results[algo].values()])
         with np.errstate(invalid="ignore"), __import__("warnings").catch_warnings():
             __import__("warnings").simplefilter("ignore", RuntimeWarning)
@@ -165,7 +170,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workers", type=int, default=2, help="runs at once, one process each")
     parser.add_argument("--quick", action="store_true", help="smoke test: 2,000 steps, seed 0")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/algorithms.md"))
+    parser.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS), choices=list(ALGORITHMS))
+    parser.add_argument("--data-dir", default=None, help="data folder for the real-data tasks (default: $IR_DATA_DIR)")
     args = parser.parse_args(argv)
+    if "sb3_ppo" not in args.algorithms:
+        parser.error("--algorithms must include sb3_ppo: every speed is given as a ratio to it")
+    if args.data_dir is not None:
+        import os
+
+        os.environ["IR_DATA_DIR"] = str(Path(args.data_dir).resolve())  # the spawned workers inherit it
     if args.quick:
         args.steps, args.seeds = 2_000, [0]
     command = "python -m benchmarks.algorithms " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -174,20 +187,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from benchmarks.baselines import policy_scores
     from benchmarks.machine import machine_description
 
-    jobs = [(algo, args.task, seed, args.steps, args.num_envs) for seed in args.seeds for algo in ALGORITHMS]
+    from ir_env.tasks import make_task
+
+    algos = [a for a in ALGORITHMS if a in args.algorithms]
+    metric_name = make_task(args.task).metric_name
+    jobs = [(algo, args.task, seed, args.steps, args.num_envs) for seed in args.seeds for algo in algos]
     print(f"{len(jobs)} runs of {args.steps} env steps, {args.workers} at a time", flush=True)
     t0 = time.perf_counter()
     ctx = mp.get_context("spawn")
     with ctx.Pool(args.workers, maxtasksperchild=1) as pool:
         outputs = pool.map(run_one, jobs, chunksize=1)
     total_wall = time.perf_counter() - t0
-    results: dict[str, dict[int, dict[str, Any]]] = {a: {} for a in ALGORITHMS}
+    results: dict[str, dict[int, dict[str, Any]]] = {a: {} for a in algos}
     for algo, seed, result in outputs:
         results[algo][seed] = result
     random_score = float(policy_scores(args.task, "random", 500, "train", seed=0).mean())
 
     rows = {}
-    for algo in ALGORITHMS:
+    for algo in algos:
         runs = [results[algo][s] for s in args.seeds]
         tok_s = np.array([r["total_steps"] / r["wall"] for r in runs])
         finals = np.array([final_score(r) for r in runs])
@@ -205,7 +222,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     header = ("| algorithm | trained tok/s | vs SB3 PPO | final score (last 20% of episodes) | per seed | "
               "episodes/run |")
     table = [header, "|---|---|---|---|---|---|"]
-    for algo in ALGORITHMS:
+    for algo in algos:
         r = rows[algo]
         table.append(
             f"| {LABELS[algo]} | {r['tok_s']:,.0f} ± {r['tok_s_std']:,.0f} | {r['ratio']:.2f}x | "
@@ -214,11 +231,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     table.append(f"| random policy | | | {random_score:.3f} | | 500 |")
     sb3 = {k: ALGO_DEFAULTS[v] for k, v in SB3_NAMES.items()}
     lines = [
-        "# Our PPO against SB3 PPO, A2C and MaskablePPO",
+        f"# Our PPO against {', '.join(LABELS[a] for a in algos if a != 'ours_ppo')}",
         "",
         f"Command: `{command}`  ",
         f"Seeds: {' '.join(map(str, args.seeds))}; budget {args.steps:,} env steps per run; {args.num_envs} envs; "
-        f"task {args.task} (instant reward, scored by ROUGE-L); model preset `tiny` from scratch for all.  ",
+        f"task {args.task} (instant reward, scored by {metric_name}); model preset `tiny` from scratch for all.  ",
         f"Machine: {machine_description()}  ",
         f"Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; "
         f"{len(jobs)} runs, {args.workers} at a time (one process each, torch.set_num_threads(1)), {total_wall:.0f} s in all.",
@@ -231,7 +248,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{args.num_envs} complete episodes, KV-cached. Eval and progress bar off; wall = the update loop.",
         *[f"- {LABELS[a]}: `make_sb3_model(\"{SB3_NAMES[a]}\", num_envs={args.num_envs}, model_preset=\"tiny\")`, "
           f"`agents/sb3.py` ALGO_DEFAULTS {json.dumps(sb3[a])}; tied action head; wall = `model.learn`."
-          for a in SB3_NAMES],
+          for a in SB3_NAMES if a in algos],
         "- Final score: mean over the last 20% of each run's finished episodes (ours: of its updates, each "
         f"{args.num_envs} episodes); ± is the std over seeds. Trained tok/s: env steps / wall of the learn call, "
         "mean ± std over seeds; 'vs SB3 PPO' divides by SB3 PPO's mean from this same run.",

@@ -55,3 +55,17 @@ def test_binned_curve_weights_episodes_and_leaves_empty_bins_nan():
     result = {"steps": [5.0, 10.0, 25.0], "scores": [0.0, 1.0, 0.5], "weights": [1, 3, 2]}
     curve = binned_curve(result, edges)
     assert curve[0] == 0.75 and np.isnan(curve[1]) and curve[2] == 0.5
+
+
+def test_a_subset_of_algorithms_and_its_guard(tmp_path):
+    import pytest
+
+    out = tmp_path / "two.md"
+    summary = main(["--algorithms", "ours_ppo", "sb3_ppo", "--seeds", "0", "--steps", "600", "--workers", "1",
+                    "--task", "sentiment", "--out", str(out)])
+    rows = table_rows(out.read_text())
+    assert set(summary["results"]) == {"ours_ppo", "sb3_ppo"}
+    assert LABELS["sb3_a2c"] not in rows and LABELS["ours_ppo"] in rows
+    assert "scored by vader" in out.read_text()
+    with pytest.raises(SystemExit):
+        main(["--algorithms", "ours_ppo", "--out", str(tmp_path / "x.md")])
