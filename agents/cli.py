@@ -6,6 +6,7 @@
     instant-reward eval --checkpoint runs/t --split test # greedy and sampled task score
     instant-reward sample --checkpoint runs/t -n 3       # generations with each token's reward
     instant-reward prepare-data --out data               # fetch Multi30k, SST-2, SQuAD, MRPC for --data-dir
+    instant-reward train-classifier --out runs/sst2-cnn  # the SST-2 sentiment CNN (reward or judge of sentiment:sst2)
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         total_tokens=args.total_tokens, model=args.model, device=args.device, out=args.out, init=args.init,
         mle=MLEConfig(steps=args.mle_steps, learning_rate=args.mle_lr, batch_size=args.mle_batch_size), ppo=ppo, eval_every=args.eval_every,
         eval_examples=args.eval_examples, checkpoint_every=args.checkpoint_every, resume=args.resume,
-        stop_after_updates=args.stop_after_updates, progress=not args.no_progress,
+        stop_after_updates=args.stop_after_updates, progress=not args.no_progress, task_kwargs=args.task_kwargs or {},
     )
     summary = train(config)
     if summary.get("valid"):
@@ -168,6 +169,21 @@ def cmd_prepare_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_classifier(args: argparse.Namespace) -> int:
+    import time
+
+    from agents.classifier import train_sentiment_classifier
+
+    started = time.perf_counter()
+    accuracy = train_sentiment_classifier(args.data_dir, args.out, epochs=args.epochs, seed=args.seed,
+                                          max_train=args.max_train, progress=not args.no_progress)
+    print(f"SST-2 dev accuracy {accuracy:.4f} (872 sentences) after {time.perf_counter() - started:.0f} s; "
+          f"classifier written to {args.out}")
+    print(f"use it: --task sentiment:sst2 with IR_SST2_CLASSIFIER={Path(args.out).resolve()} "
+          "(reward: scorer=\"classifier\"; otherwise it judges the VADER-trained policy)")
+    return 0
+
+
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None, help="folder of the real data sets (default: $IR_DATA_DIR)")
 
@@ -194,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--task", default="translation", choices=task_names())
     train.add_argument("--reward", default="instant", choices=REWARD_MODES)
     train.add_argument("--reward-weights", type=_json_dict, default=None, help="JSON weights for --reward mixed")
+    train.add_argument("--task-kwargs", type=_json_dict, default=None,
+                       help="JSON keywords of the task, e.g. '{\"scorer\": \"classifier\"}' for sentiment:sst2")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--total-tokens", type=int, default=100_000, help="budget of generated tokens")
     train.add_argument("--model", default="tiny", choices=["tiny", "small", "base", "large"])
@@ -250,6 +268,18 @@ def build_parser() -> argparse.ArgumentParser:
     prep = sub.add_parser("prepare-data", help="download the real data sets' public files into a data folder")
     prep.add_argument("--out", required=True, help="the data folder to make (files already there are checked)")
     prep.set_defaults(func=cmd_prepare_data)
+
+    from agents.classifier import EPOCHS
+
+    clf = sub.add_parser("train-classifier", help="train the SST-2 sentiment CNN (sentiment:sst2's reward or judge)",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    clf.add_argument("--out", required=True, help="the folder to write (model.safetensors, classifier.json)")
+    clf.add_argument("--epochs", type=int, default=EPOCHS)
+    clf.add_argument("--seed", type=int, default=0)
+    clf.add_argument("--max-train", type=int, default=None, help="train on the first N phrases only (quick runs)")
+    clf.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_data_dir(clf)
+    clf.set_defaults(func=cmd_train_classifier)
     return parser
 
 

@@ -68,7 +68,7 @@ TASKS: dict[str, tuple[Callable[..., Task], str]] = {
     "matching:qa": (_qa, "answer a question by a span of a generated context; SQuAD token F1"),
     "matching:summary": (_summary, "strip filler words from a sentence down to its core; ROUGE-L F1"),
     "translation:multi30k": (_multi30k, "real data: Multi30k image captions, English to German; BLEU"),
-    "sentiment:sst2": (_sst2, "real data: continue SST-2 review openings positively; VADER compound"),
+    "sentiment:sst2": (_sst2, "real data: continue SST-2 review openings positively; VADER compound or an SST-2 CNN (scorer=)"),
     "matching:squad": (_squad, "real data: SQuAD v1.1 questions on Wikipedia paragraphs; SQuAD token F1"),
     "matching:mrpc": (_mrpc, "real data: paraphrase MRPC news sentences; BLEU"),
 }

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Hashable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -49,6 +50,7 @@ from ir_env.tokenizer import EOS, UNK, Vocabulary
 
 if TYPE_CHECKING:
     from ir_env.rewards.base import PrefixMetric
+    from ir_env.rewards.classifier import LoadedClassifier
 
 #: A tokenised example: (source words, reference words).
 WordPair = tuple[list[str], list[str]]
@@ -273,10 +275,14 @@ PROMPT_LEN = 5
 #: A sentence needs this many words after the prompt to make an example.
 MIN_CONTINUATION = 3
 POLARITIES: tuple[str, ...] = ("positive", "label")
+#: The metrics ``sentiment:sst2`` can be scored by (``scorer=``); the others are its held-out judges.
+SST2_SCORERS: tuple[str, ...] = ("vader", "classifier")
+#: The environment variable read for the classifier folder when ``classifier`` is None.
+CLASSIFIER_ENV = "IR_SST2_CLASSIFIER"
 
 
 class Sst2Task(CorpusTask):
-    """Continue the opening words of an SST-2 film-review sentence with positive sentiment (metric: VADER).
+    """Continue the opening words of an SST-2 film-review sentence with positive sentiment (VADER or a CNN).
 
     Example (valid example 0)::
 
@@ -286,8 +292,19 @@ class Sst2Task(CorpusTask):
     rest of the sentence (for supervised warm starts; the metric does not read it, and a reference may
     well be negative). ``Examples.attribute`` is +1 for every example (``polarity="positive"``: steer any
     review positive, the usual RL text-continuation benchmark), or the sentence's own label as +1/-1
-    (``polarity="label"``: references then agree with the attribute). The metric is ``VaderCompound``,
-    attribute * VADER compound of the detokenised output.
+    (``polarity="label"``: references then agree with the attribute).
+
+    Scorers: the metric (the reward's potential and the episode score) is chosen by ``scorer``:
+
+    - ``"vader"`` (default): ``VaderCompound``, attribute * VADER compound of the detokenised output.
+    - ``"classifier"``: ``ClassifierSentiment``, attribute * (2 * P(positive) - 1) under a CNN trained on
+      SST-2 train (``instant-reward train-classifier``), read from the folder ``classifier`` or, when
+      that is None, ``$IR_SST2_CLASSIFIER``.
+
+    Both read the generated output only, never the prompt, and are in [-1, 1]. The scorer that is not
+    the reward is a held-out judge: ``judges(outputs, example_ids, split)`` scores finished outputs under
+    each of them (the classifier judges only when a classifier folder is given or set), so a policy that
+    games its reward shows it as a gap between reward and judge; ``score_outputs`` scores under any one.
 
     Data: SST-2 is lower-cased and PTB-tokenised already; its whitespace words are the tokens. Train is
     GLUE's train file (phrases as well as sentences), keeping phrases of at least ``prompt_len`` + 3
@@ -303,6 +320,15 @@ class Sst2Task(CorpusTask):
         prompt_len: the number of opening words in the source.
         polarity: ``"positive"`` (every attribute +1) or ``"label"`` (the SST-2 label as +1/-1).
         min_freq, max_vocab, max_train, max_generation_len: as for ``Multi30kTask``.
+        scorer: the metric, ``"vader"`` or ``"classifier"`` (named ``scorer``, not ``reward``: the env's
+            ``reward=`` is the shaping mode).
+        classifier: the folder written by ``instant-reward train-classifier``; None reads
+            ``$IR_SST2_CLASSIFIER`` (and needs it only for ``scorer="classifier"`` or its judge).
+
+    Attributes:
+        scorer, metric_name: the scorer of the metric.
+        classifier_path: the classifier folder, or None.
+        judge_names: the scorers other than ``scorer`` that ``judges`` reports.
     """
 
     name = "sentiment:sst2"
@@ -318,11 +344,14 @@ class Sst2Task(CorpusTask):
         max_vocab: int | None = None,
         max_train: int | None = None,
         max_generation_len: int | None = None,
+        scorer: str = "vader",
+        classifier: str | os.PathLike[str] | None = None,
     ):
         self.prompt_len = check_count("prompt_len", prompt_len)
         if polarity not in POLARITIES:
             raise ValueError(f"polarity must be one of {list(POLARITIES)}, got {polarity!r}")
         self.polarity = polarity
+        self._init_scorer(scorer, classifier)
         self._check_options(data_dir, min_freq, max_vocab, max_train, 1 + self.prompt_len, max_generation_len)
         dev = read_sst2(data_dir, "dev")
         rows = {"train": read_sst2(data_dir, "train"), "valid": dev[: len(dev) // 2], "test": dev[len(dev) // 2 :]}
@@ -346,10 +375,93 @@ class Sst2Task(CorpusTask):
         words = frequent_words((s[1:] + r for s, r in pairs["train"]), self.min_freq, self.max_vocab, self.MARKERS)
         self._build(pairs, output_words=words, source_words=[], attributes=attributes)
 
-    def metric(self, examples: Examples, num_rows: int) -> PrefixMetric:
-        from ir_env.rewards.sentiment import VaderCompound
+    def _init_scorer(self, scorer: object, classifier: object) -> None:
+        if scorer not in SST2_SCORERS:
+            raise ValueError(f"scorer must be one of {list(SST2_SCORERS)}, got {scorer!r}")
+        if classifier is None:
+            classifier = os.environ.get(CLASSIFIER_ENV) or None
+        elif not isinstance(classifier, (str, os.PathLike)):
+            raise TypeError(f"classifier must be a folder path or None, got {classifier!r} ({type(classifier).__name__})")
+        self.scorer = self.metric_name = scorer
+        self.classifier_path = None if classifier is None else Path(classifier).expanduser()
+        self._classifier: LoadedClassifier | None = None
+        if scorer == "classifier":
+            self.classifier()  # a missing or broken file fails here, not in the first episode
+        self.judge_names: tuple[str, ...] = tuple(
+            name for name in SST2_SCORERS if name != scorer and (name != "classifier" or self.classifier_path)
+        )
 
-        return VaderCompound(examples, num_rows, self.vocab, max_len=self.max_generation_len)
+    def classifier(self) -> LoadedClassifier:
+        """The sentiment classifier (module and description), read on first use from ``classifier_path``."""
+        if self._classifier is None:
+            if self.classifier_path is None:
+                raise ValueError(
+                    f"{self.name}: no sentiment classifier given; pass classifier=FOLDER (written by "
+                    f"`instant-reward train-classifier --out FOLDER`) or set {CLASSIFIER_ENV}=FOLDER"
+                )
+            from ir_env.rewards.classifier import load_classifier
+
+            self._classifier = load_classifier(self.classifier_path)
+        return self._classifier
+
+    def metric(self, examples: Examples, num_rows: int) -> PrefixMetric:
+        return self.scorer_metric(self.scorer, examples, num_rows)
+
+    def scorer_metric(self, scorer: str, examples: Examples, num_rows: int) -> PrefixMetric:
+        """A fresh prefix metric of ``scorer`` (one of SST2_SCORERS) for ``num_rows`` episodes."""
+        if scorer == "vader":
+            from ir_env.rewards.sentiment import VaderCompound
+
+            return VaderCompound(examples, num_rows, self.vocab, max_len=self.max_generation_len)
+        if scorer == "classifier":
+            from ir_env.rewards.classifier import ClassifierSentiment
+
+            module = self.classifier().module
+            return ClassifierSentiment(examples, num_rows, self.vocab, module, max_len=self.max_generation_len)
+        raise ValueError(f"scorer must be one of {list(SST2_SCORERS)}, got {scorer!r}")
+
+    def score_outputs(
+        self, outputs: Sequence[Sequence[int]], example_ids: Sequence[int], split: str = "valid", scorer: str | None = None
+    ) -> np.ndarray:
+        """The score R(y) of finished outputs under ``scorer`` (default: the task's own), float64 (len(outputs),).
+
+        Args:
+            outputs: token ids of each output (an EOS and what follows it are ignored).
+            example_ids: the example of ``split`` each output answers (its attribute signs the score).
+            split: the split of ``example_ids``.
+            scorer: one of SST2_SCORERS; None is ``self.scorer``.
+
+        The score is what the env reports as ``info["score"]`` for the same tokens under that scorer.
+        """
+        scorer = self.scorer if scorer is None else scorer
+        if scorer not in SST2_SCORERS:
+            raise ValueError(f"scorer must be one of {list(SST2_SCORERS)}, got {scorer!r}")
+        ids = np.asarray(example_ids, dtype=np.int64).reshape(-1)
+        attribute = self.examples(split).attribute
+        if len(ids) != len(outputs):
+            raise ValueError(f"got {len(outputs)} outputs but {len(ids)} example_ids; pass one example id per output")
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(attribute)):
+            raise ValueError(f"example_ids must lie in [0, {len(attribute)}) for split {split!r}, got {ids.tolist()}")
+        rows = [[int(t) for t in o] for o in outputs]
+        rows = [r[: r.index(EOS)] if EOS in r else r for r in rows]
+        if scorer == "vader":
+            from ir_env.rewards.sentiment import vader_compound
+
+            value = np.array([vader_compound(self.vocab.detokenize(r)) for r in rows], dtype=np.float64)
+        else:
+            from ir_env.rewards.classifier import potential_of
+
+            tokens = self.vocab.tokens  # a special token or a marker is no classifier word: its UNK, as in the metric
+            value = np.zeros(len(rows), dtype=np.float64)
+            filled = [i for i, r in enumerate(rows) if r]  # the empty output scores 0 by definition
+            if filled:
+                words = [[tokens[t] for t in rows[i]] for i in filled]
+                value[filled] = potential_of(self.classifier().module.positive_probability(words))
+        return attribute[ids] * value + 0.0
+
+    def judges(self, outputs: Sequence[Sequence[int]], example_ids: Sequence[int], split: str = "valid") -> dict[str, np.ndarray]:
+        """Held-out judges: ``score_outputs`` of the outputs under each scorer of ``judge_names``."""
+        return {name: self.score_outputs(outputs, example_ids, split, scorer=name) for name in self.judge_names}
 
 
 # ---------------------------------------------------------------------------------------------------
