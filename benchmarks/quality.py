@@ -1,0 +1,373 @@
+"""Quality on real data: Multi30k en->de test2016 BLEU (MLE alone and followed by RL), and SST-2 steering.
+
+    python -m benchmarks.quality --data-dir ../shared/data --parts multi30k   # 60 min budget (about 75 min wall)
+    instant-reward train-classifier --data-dir ../shared/data --out runs/sst2-cnn
+    python -m benchmarks.quality --data-dir ../shared/data --parts sst2 --classifier runs/sst2-cnn
+    python -m benchmarks.quality --data-dir ../shared/data --minutes 3 --rl-minutes 1 --out /tmp/q   # smoke run
+
+Each part writes its section of ``<out>/quality.json``, keeping the sections of parts not rerun, and
+``<out>/quality.md`` is rendered from all of them.
+
+**multi30k**: two arms at one total training budget of ``--minutes`` (wall time of optimiser steps on this
+machine):
+
+- **MLE**: the ``small`` Transformer (3+3 layers, d=256, 4 heads, FF 1024, tied embeddings; dropout 0.1,
+  label smoothing 0.1) trained from scratch by maximum likelihood on the 29,000 training pairs for the whole
+  budget: Adam (0.9, 0.98), peak lr ``--lr`` after ``--warmup`` steps then inverse-square-root decay,
+  ``--batch-size`` sentences per step drawn from length buckets.
+- **MLE + RL**: the same run's weights after ``--minutes`` - ``--rl-minutes`` of training (the schedule does
+  not depend on the budget, so this snapshot is what a shorter MLE run would have produced), then
+  ``--rl-minutes`` of RL with the instant BLEU reward (``agents.trainer.train``, the ``--rl-algo`` learner at
+  ``--rl-lr``, temperature ``--rl-temperature``, ``--rl-envs`` episodes per update).
+
+Scores: corpus BLEU of greedy output against the raw German references (sacrebleu, 13a, case-insensitive
+because the task lower-cases both sides; the signature is in the results file), on valid during training
+(every ``--eval-minutes``, not counted in the budget) and on test2016 at the end. Outputs are joined by
+spaces; sacrebleu's 13a tokenisation of that gives back the task's tokens, so no detokeniser is involved.
+
+**sst2**: continue the opening words of SST-2 test sentences (``sentiment:sst2``, want: positive). A
+reference model is trained by maximum likelihood on the training continuations for ``--sst2-mle-minutes``;
+RL then runs from it for ``--sst2-rl-minutes`` with the instant reward of the ``--sst2-reward`` scorer (the
+CNN classifier by default) and an adaptive per-token KL penalty to the reference model. Both models sample
+``--samples`` continuations per test prompt at temperature 1 (seeded). Reported for each: the positive rate
+under the reward scorer and under the held-out judge (VADER: compound >= 0.05, its authors' threshold;
+classifier: P(positive) > 0.5), the mean scores, the perplexity of the samples under the reference model,
+and length, repetition and distinct-2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.machine import machine_description
+
+
+def corpus_bleu(model, task, split: str, references: list[str], batch_size: int = 200) -> tuple[float, str, list[str]]:
+    """Greedy corpus BLEU of ``model`` on ``split``: (score, sacrebleu signature, hypotheses)."""
+    import sacrebleu
+    import torch
+
+    examples = task.examples(split)
+    device = next(model.parameters()).device
+    mask = torch.as_tensor(task.action_mask(), device=device)
+    hyps: list[str] = []
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(examples), batch_size):
+            source = torch.as_tensor(examples.source[start:start + batch_size], device=device)
+            out = model.sample(source, task.max_generation_len, action_mask=mask, greedy=True).cpu().numpy()
+            hyps.extend(" ".join(task.vocab.decode(row)) for row in out)
+    bleu = sacrebleu.BLEU(lowercase=True, force=True)  # force: outputs are 13a tokens; re-tokenising them is a no-op
+    score = bleu.corpus_score(hyps, [references])
+    return score.score, str(bleu.get_signature()), hyps
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS))
+    parser.add_argument("--data-dir", default=None, help="data folder holding multi30k/ and sst2/ (default: $IR_DATA_DIR)")
+    parser.add_argument("--minutes", type=float, default=60.0, help="multi30k: total training budget of each arm")
+    parser.add_argument("--rl-minutes", type=float, default=10.0, help="multi30k: the RL share of the MLE + RL arm")
+    parser.add_argument("--eval-minutes", type=float, default=10.0, help="multi30k: valid BLEU every this many minutes")
+    parser.add_argument("--model", default="small")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=int, default=400)
+    parser.add_argument("--rl-algo", default="rloo", choices=["ppo", "reinforce", "rloo"])
+    parser.add_argument("--rl-lr", type=float, default=1e-5)
+    parser.add_argument("--rl-temperature", type=float, default=0.5)
+    parser.add_argument("--rl-envs", type=int, default=256)
+    parser.add_argument("--classifier", default=None, help="sst2: classifier folder (default: $IR_SST2_CLASSIFIER)")
+    parser.add_argument("--sst2-reward", default="classifier", choices=["classifier", "vader"])
+    parser.add_argument("--sst2-mle-minutes", type=float, default=8.0)
+    parser.add_argument("--sst2-rl-minutes", type=float, default=8.0)
+    parser.add_argument("--sst2-algo", default="ppo", choices=["ppo", "reinforce", "rloo"])
+    parser.add_argument("--sst2-rl-lr", type=float, default=3e-5)
+    parser.add_argument("--sst2-kl-target", type=float, default=2.0, help="adaptive KL: wanted KL per sequence (nats)")
+    parser.add_argument("--samples", type=int, default=4, help="sst2: samples per test prompt")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args(argv)
+    if not 0 <= args.rl_minutes < args.minutes:
+        parser.error(f"--rl-minutes must be in [0, --minutes={args.minutes}), got {args.rl_minutes}")
+    if args.data_dir is not None:
+        os.environ["IR_DATA_DIR"] = str(Path(args.data_dir).resolve())
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    path = out / "quality.json"
+    results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    command = "python -m benchmarks.quality " + " ".join(argv if argv is not None else sys.argv[1:])
+    for part in args.parts:
+        t0 = time.perf_counter()
+        started = time.strftime("%Y-%m-%dT%H:%M")
+        section = PARTS[part](args)
+        section.update(command=command, date=started, machine=machine_description(), args=vars(args),
+                       wall_seconds=time.perf_counter() - t0)
+        results[part] = section
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2))  # after each part: a later failure keeps it
+        (out / "quality.md").write_text(report(results))
+    return results
+
+
+def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
+    """The multi30k part: MLE for the whole budget, and MLE snapshot + RL, scored on test2016."""
+    import torch
+
+    from agents.checkpoint import export_weights, load_weights
+    from agents.model import ModelConfig, PolicyModel
+    from agents.ppo import PPOConfig
+    from agents.supervised import MLEConfig, mle_train
+    from agents.trainer import RunConfig, train
+    from ir_env.tasks.data import read_multi30k
+    from ir_env.tasks.real import MULTI30K_FILES, Multi30kTask
+
+    torch.manual_seed(args.seed)
+    task = Multi30kTask()
+    refs = {split: [de for _, de in read_multi30k(None, MULTI30K_FILES[split])] for split in ("valid", "test")}
+    config = ModelConfig.preset(args.model, len(task.vocab), task.max_source_len, task.max_generation_len, dropout=0.1)
+    model = PolicyModel(config)
+    mle = MLEConfig(steps=10**9, batch_size=args.batch_size, learning_rate=args.lr, warmup_steps=args.warmup,
+                    schedule="inverse_sqrt", label_smoothing=0.1, adam_beta2=0.98, length_buckets=True,
+                    max_seconds=args.minutes * 60)
+    snapshot_at = (args.minutes - args.rl_minutes) * 60
+    curve: list[dict[str, float]] = []
+    snapshot: dict[str, torch.Tensor] = {}
+    clock = {"start": time.perf_counter(), "outside": 0.0, "next_eval": args.eval_minutes * 60}
+
+    def on_step(step: int, loss: float) -> None:
+        t0 = time.perf_counter()
+        trained = t0 - clock["start"] - clock["outside"]
+        if args.rl_minutes > 0 and not snapshot and trained >= snapshot_at:
+            snapshot.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+            snapshot["_step"] = torch.tensor(step + 1)
+        if trained >= clock["next_eval"]:
+            score, _, _ = corpus_bleu(model, task, "valid", refs["valid"])
+            model.train()
+            curve.append({"minutes": trained / 60, "step": step + 1, "loss": loss, "valid_bleu": score})
+            print(f"  {trained / 60:5.1f} min, step {step + 1}: loss {loss:.3f}, valid BLEU {score:.2f}", flush=True)
+            clock["next_eval"] += args.eval_minutes * 60
+        clock["outside"] += time.perf_counter() - t0
+
+    print(f"multi30k MLE: {args.model} ({model.num_parameters() / 1e6:.1f}M parameters), {args.minutes:g} min", flush=True)
+    losses = mle_train(model, task, mle, seed=args.seed, on_step=on_step)
+    result: dict[str, Any] = {"parameters": model.num_parameters(), "mle_steps": len(losses),
+                              "mle_train_seconds": time.perf_counter() - clock["start"] - clock["outside"],
+                              "valid_curve": curve}
+    valid_mle, _, _ = corpus_bleu(model, task, "valid", refs["valid"])
+    test_mle, signature, hyps = corpus_bleu(model, task, "test", refs["test"])
+    result["signature"] = signature
+    result["mle"] = {"valid_bleu": valid_mle, "test_bleu": test_mle, "test_examples": hyps[:5]}
+    print(f"MLE {args.minutes:g} min ({len(losses)} steps): valid {valid_mle:.2f}, test {test_mle:.2f}  [{signature}]",
+          flush=True)
+    if args.rl_minutes > 0:
+        step = int(snapshot.pop("_step"))
+        model.load_state_dict(snapshot)
+        valid_snap, _, _ = corpus_bleu(model, task, "valid", refs["valid"])
+        test_snap, _, _ = corpus_bleu(model, task, "test", refs["test"])
+        result["mle_snapshot"] = {"step": step, "minutes": snapshot_at / 60, "valid_bleu": valid_snap, "test_bleu": test_snap}
+        print(f"MLE snapshot at {snapshot_at / 60:g} min (step {step}): valid {valid_snap:.2f}, test {test_snap:.2f}", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            init = str(Path(tmp) / "snapshot.safetensors")
+            export_weights(model, init)
+            run = RunConfig(task=task.name, model=args.model, seed=args.seed, total_tokens=10**12,
+                            max_seconds=args.rl_minutes * 60, device="cpu", out=str(Path(tmp) / "rl"), init=init,
+                            ppo=PPOConfig(algo=args.rl_algo, learning_rate=args.rl_lr, num_envs=args.rl_envs,
+                                          temperature=args.rl_temperature),
+                            eval_every=0, eval_examples=256, checkpoint_every=10**9, progress=False)
+            summary = train(run)
+            load_weights(Path(tmp) / "rl", model)
+        valid_rl, _, _ = corpus_bleu(model, task, "valid", refs["valid"])
+        test_rl, _, hyps = corpus_bleu(model, task, "test", refs["test"])
+        result["mle_rl"] = {"valid_bleu": valid_rl, "test_bleu": test_rl, "rl_updates": summary["updates"],
+                            "rl_tokens": summary["tokens"], "rl_seconds": summary["wall_seconds"], "test_examples": hyps[:5]}
+        print(f"MLE {snapshot_at / 60:g} min + RL {args.rl_minutes:g} min ({summary['tokens']} tokens): "
+              f"valid {valid_rl:.2f}, test {test_rl:.2f}", flush=True)
+    return result
+
+
+def sample_outputs(model, task, split: str, samples: int, seed: int) -> tuple[list[list[int]], np.ndarray, list[bool]]:
+    """``samples`` temperature-1 continuations of every prompt of ``split``: (outputs, example ids, ended by EOS)."""
+    import torch
+
+    from ir_env import EOS
+
+    examples = task.examples(split)
+    ids = np.repeat(np.arange(len(examples)), samples)
+    mask = torch.as_tensor(task.action_mask())
+    generator = torch.Generator().manual_seed(seed)
+    outputs, ended = [], []
+    model.eval()
+    for start in range(0, len(ids), 256):
+        rows = ids[start:start + 256]
+        tokens = model.sample(torch.as_tensor(examples.source[rows]), task.max_generation_len, action_mask=mask,
+                              generator=generator).numpy()
+        for row in tokens.tolist():
+            stop = row.index(EOS) if EOS in row else len(row)
+            outputs.append(row[:stop])
+            ended.append(stop < len(row))
+    return outputs, ids, ended
+
+
+def sentiment_report(model, reference, task, samples: int, seed: int) -> dict[str, Any]:
+    """Positive rates under every scorer, perplexity under ``reference`` and generation stats on test samples."""
+    from agents.fluency import generation_stats, perplexity
+
+    outputs, ids, ended = sample_outputs(model, task, "test", samples, seed)
+    row: dict[str, Any] = {}
+    for scorer in (task.scorer, *task.judge_names):
+        score = task.score_outputs(outputs, ids, "test", scorer=scorer)
+        row[scorer] = {"mean": float(score.mean()), "positive_rate": float(np.mean(score >= POSITIVE_AT[scorer]))}
+    sources = task.examples("test").source[ids]
+    row["perplexity"] = perplexity(reference, sources, outputs, ends_with_eos=ended)
+    row.update(generation_stats(outputs))
+    row["examples"] = [task.vocab.detokenize(o) for o in outputs[: 4 * samples : samples]]
+    return row
+
+
+def run_sst2(args: argparse.Namespace) -> dict[str, Any]:
+    """The sst2 part: a maximum-likelihood reference model, RL from it on the scorer's instant reward."""
+    import torch
+
+    from agents.checkpoint import export_weights, load_weights
+    from agents.model import ModelConfig, PolicyModel
+    from agents.ppo import PPOConfig
+    from agents.supervised import MLEConfig, mle_train
+    from agents.trainer import RunConfig, train
+    from ir_env.tasks.real import Sst2Task
+
+    torch.manual_seed(args.seed)
+    task_kwargs = {"scorer": args.sst2_reward}
+    if args.classifier is not None:
+        task_kwargs["classifier"] = str(Path(args.classifier).resolve())
+    task = Sst2Task(**task_kwargs)
+    if not task.judge_names:
+        raise SystemExit("sst2 needs a held-out judge: pass --classifier FOLDER (instant-reward train-classifier) "
+                         "or set IR_SST2_CLASSIFIER")
+    config = ModelConfig.preset(args.model, len(task.vocab), task.max_source_len, task.max_generation_len)
+    reference = PolicyModel(config)
+    mle = MLEConfig(steps=10**9, batch_size=args.batch_size, learning_rate=args.lr, warmup_steps=args.warmup,
+                    schedule="inverse_sqrt", adam_beta2=0.98, length_buckets=True, max_seconds=args.sst2_mle_minutes * 60)
+    print(f"sst2 reference model: MLE {args.sst2_mle_minutes:g} min", flush=True)
+    steps = len(mle_train(reference, task, mle, seed=args.seed))
+    reference.eval()
+    result: dict[str, Any] = {"reward": args.sst2_reward, "judges": list(task.judge_names), "mle_steps": steps,
+                              "reference": sentiment_report(reference, reference, task, args.samples, args.seed)}
+    if task.scorer == "classifier":
+        meta = task.classifier().meta
+        result["classifier"] = {"dev_accuracy": meta["dev_accuracy"], "weights_sha256": meta["weights_sha256"]}
+    print(f"reference model: {_summary(result['reference'])}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        init = str(Path(tmp) / "reference.safetensors")
+        export_weights(reference, init)
+        run = RunConfig(task=task.name, model=args.model, seed=args.seed, total_tokens=10**12,
+                        max_seconds=args.sst2_rl_minutes * 60, device="cpu", out=str(Path(tmp) / "rl"), init=init,
+                        ppo=PPOConfig(algo=args.sst2_algo, learning_rate=args.sst2_rl_lr, kl_coef=0.1,
+                                      kl_target=args.sst2_kl_target),
+                        eval_every=0, eval_examples=128, checkpoint_every=10**9, progress=False, task_kwargs=task_kwargs)
+        summary = train(run)
+        policy = PolicyModel(config)
+        load_weights(Path(tmp) / "rl", policy)
+    result["rl"] = sentiment_report(policy.eval(), reference, task, args.samples, args.seed)
+    result["rl"].update(updates=summary["updates"], tokens=summary["tokens"], seconds=summary["wall_seconds"])
+    print(f"after RL: {_summary(result['rl'])}", flush=True)
+    return result
+
+
+def _summary(row: dict[str, Any]) -> str:
+    rates = ", ".join(f"{k} positive {v['positive_rate']:.3f}" for k, v in row.items() if isinstance(v, dict))
+    return f"{rates}; perplexity {row['perplexity']:.1f}; distinct-2 {row['distinct2']:.3f}"
+
+
+#: An output counts as positive at this score: VADER's compound >= 0.05 (Hutto & Gilbert's threshold);
+#: the classifier's 2 P(positive) - 1 > 0, i.e. P(positive) > 0.5.
+POSITIVE_AT = {"vader": 0.05, "classifier": 1e-12}
+PARTS = {"multi30k": run_multi30k, "sst2": run_sst2}
+
+
+def report(results: dict[str, Any]) -> str:
+    """The Markdown results file, one section per part present."""
+    lines = ["# Quality on real data", ""]
+    if "multi30k" in results:
+        lines += _multi30k_section(results["multi30k"])
+    if "sst2" in results:
+        lines += _sst2_section(results["sst2"])
+    return "\n".join(lines) + "\n"
+
+
+def _header(r: dict[str, Any]) -> list[str]:
+    lines = [f"Command: `{r['command'].strip()}`  ", f"Date: {r['date']}  ", f"Machine: {r['machine']}  ",
+             f"Run time: {r['wall_seconds']:.0f} s wall  "]
+    return lines + [f"Note: {r['notes']}  "] if r.get("notes") else lines
+
+
+def _multi30k_section(r: dict[str, Any]) -> list[str]:
+    a = r["args"]
+    lines = ["## Multi30k en->de (test2016)", "", *_header(r),
+             f"BLEU: sacrebleu corpus BLEU, greedy decoding, `{r['signature']}` (case-insensitive: the task lower-cases)",
+             "",
+             f"Model: `{a['model']}` ({r['parameters'] / 1e6:.1f}M parameters), from scratch, seed {a['seed']}. "
+             f"MLE: batch {a['batch_size']} sentences (length buckets), Adam (0.9, 0.98), peak lr {a['lr']:g}, "
+             f"warm-up {a['warmup']} steps then inverse-sqrt decay, dropout 0.1, label smoothing 0.1; budget "
+             f"{a['minutes']:g} min of optimiser steps per arm (evaluations excluded). Protocol: the docstring of "
+             "`benchmarks/quality.py`.", "",
+             "| arm | training | valid BLEU | test2016 BLEU |", "|---|---|---|---|",
+             f"| MLE | {a['minutes']:g} min, {r['mle_steps']} steps | {r['mle']['valid_bleu']:.2f} | {r['mle']['test_bleu']:.2f} |"]
+    if "mle_rl" in r:
+        s, rl = r["mle_snapshot"], r["mle_rl"]
+        lines += [
+            f"| MLE snapshot (the RL arm's start) | {s['minutes']:g} min, {s['step']} steps | {s['valid_bleu']:.2f} | {s['test_bleu']:.2f} |",
+            f"| MLE + RL ({a['rl_algo']}, instant BLEU, lr {a['rl_lr']:g}, T={a['rl_temperature']:g}, {a['rl_envs']} envs) "
+            f"| {s['minutes']:g} + {a['rl_minutes']:g} min, {rl['rl_updates']} updates, {rl['rl_tokens']:,} tokens "
+            f"| {rl['valid_bleu']:.2f} | {rl['test_bleu']:.2f} |"]
+    lines += ["", "Valid BLEU during the MLE run:", "", "| training minutes | step | loss | valid BLEU |", "|---|---|---|---|"]
+    lines += [f"| {c['minutes']:.1f} | {c['step']} | {c['loss']:.3f} | {c['valid_bleu']:.2f} |" for c in r["valid_curve"]]
+    lines += ["", "First test2016 outputs (MLE):", ""] + [f"- {h}" for h in r["mle"]["test_examples"]] + [""]
+    return lines
+
+
+def _sst2_section(r: dict[str, Any]) -> list[str]:
+    a = r["args"]
+    scorers = [r["reward"], *r["judges"]]
+    lines = ["## SST-2: steer continuations positive", "", *_header(r), "",
+             f"Model: `{a['model']}`; reference model: MLE on the training continuations, {a['sst2_mle_minutes']:g} min "
+             f"({r['mle_steps']} steps). RL: {a['sst2_algo']}, lr {a['sst2_rl_lr']:g}, instant reward of the "
+             f"**{r['reward']}** scorer, adaptive KL penalty to the reference (target {a['sst2_kl_target']:g} nats per "
+             f"sequence), {a['sst2_rl_minutes']:g} min. Held-out judge: **{', '.join(r['judges'])}**. "
+             f"{a['samples']} samples (temperature 1) per test prompt; positive: VADER compound >= 0.05, classifier "
+             "P(positive) > 0.5. Perplexity: of the samples under the reference model."]
+    if "classifier" in r:
+        c = r["classifier"]
+        lines += ["", f"Classifier: SST-2 dev accuracy {c.get('dev_accuracy', float('nan')):.4f}."]
+    lines += ["", "| model | " + " | ".join(f"positive rate ({s}{' = reward' if s == r['reward'] else ', judge'})" for s in scorers)
+              + " | perplexity | length | repetition | distinct-2 |",
+              "|---|" + "---|" * (len(scorers) + 4)]
+    for name, key in (("reference (MLE)", "reference"), ("RL", "rl")):
+        row = r[key]
+        rates = " | ".join(f"{row[s]['positive_rate']:.3f}" for s in scorers)
+        lines.append(f"| {name} | {rates} | {row['perplexity']:.1f} | {row['length']:.1f} | {row['repetition']:.3f} | {row['distinct2']:.3f} |")
+    ref, rl = r["reference"], r["rl"]
+    judge = r["judges"][0]
+    lines += ["", f"Judge ({judge}) positive rate change: {rl[judge]['positive_rate'] - ref[judge]['positive_rate']:+.3f} "
+              f"(target >= +0.15); perplexity change: {rl['perplexity'] / ref['perplexity'] - 1:+.1%} (target <= +10%). "
+              f"RL ran {rl['updates']} updates, {rl['tokens']:,} tokens in {rl['seconds']:.0f} s.", "",
+              "Samples (reference, then RL):", ""]
+    lines += [f"- {t}" for t in ref["examples"]] + [f"- **RL**: {t}" for t in rl["examples"]] + [""]
+    return lines
+
+
+if __name__ == "__main__":
+    main()
