@@ -158,6 +158,8 @@ def driver_for(cell: Cell) -> Driver:
         return sync_driver(task, cell.num_envs, cell.reward)
     if cell.env == "batched":
         return batched_driver(task, cell.num_envs, cell.reward)
+    if cell.env == "batched_no_text":
+        return batched_driver(task, cell.num_envs, cell.reward, info_text=False)
     raise ValueError(f"unknown env kind {cell.env!r}; expected scalar, naive, sync or batched")
 
 
@@ -338,6 +340,7 @@ def comparison_section(bench: EnvBench) -> Section:
     kinds = [("scalar", "InstantRewardEnv", 1), ("naive", "naive: metric from scratch per step", 1)]
     kinds += [("sync", "SyncVectorEnv of InstantRewardEnv", n) for n in s.sync_num_envs]
     kinds += [("batched", "BatchedInstantRewardEnv", n) for n in s.num_envs]
+    kinds += [("batched_no_text", "BatchedInstantRewardEnv, info_text=False", max(s.num_envs))]
     bench.measure([Cell(env, task, num_envs=n) for task in s.tasks for env, _, n in kinds])
     rows, checks = [], []
     for task in s.tasks:
@@ -363,7 +366,10 @@ def comparison_section(bench: EnvBench) -> Section:
         "SyncVectorEnv (of `InstantRewardEnv` built directly, no `gym.make` wrappers) uses "
         "`autoreset_mode=SAME_STEP`, as the batched env does; a pass of it runs at least "
         f"{s.sync_min_calls} batch steps, and at N=1024 one pass is all the budget allows. The batched env is "
-        "the class `gym.make_vec(id, num_envs=N)` returns. *x scalar*: speed over the scalar env's, same task."
+        "the class `gym.make_vec(id, num_envs=N)` returns; its *info_text=False* row leaves out the decoded `text` "
+        "and `reference` strings of finished episodes (what the trainer does: it needs ids, not strings), to show "
+        "what decoding text costs; the targets are checked on the default, text included. *x scalar*: speed "
+        "over the scalar env's, same task."
     )
     return Section(
         "Env comparison: token steps per second",

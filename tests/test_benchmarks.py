@@ -76,8 +76,8 @@ def test_every_task_appears_in_the_env_tables(report: str) -> None:
     assert scalar[0][2:] == ["sparse", "instant", "token", "mixed"]
     for task in BUILTIN_TASKS:
         envs = {(row[1], row[2]) for row in comparison[1:] if row[0] == task}
-        assert len(envs) == 5, f"{task}: {envs}"  # scalar, naive, sync 4, batched 1 and 4
-        assert ("InstantRewardEnv", "1") in envs
+        assert len(envs) == 6, f"{task}: {envs}"  # scalar, naive, sync 4, batched 1 and 4, batched 4 without text
+        assert ("InstantRewardEnv", "1") in envs and ("BatchedInstantRewardEnv, info_text=False", "4") in envs
 
 
 def test_length_tables_cover_every_metric(report: str) -> None:
