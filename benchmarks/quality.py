@@ -25,6 +25,9 @@ because the task lower-cases both sides; the signature is in the results file), 
 (every ``--eval-minutes``, not counted in the budget) and on test2016 at the end. Outputs are joined by
 spaces; sacrebleu's 13a tokenisation of that gives back the task's tokens, so no detokeniser is involved.
 
+**squad**: a model trained from scratch by maximum likelihood for ``--squad-minutes`` on ``matching:squad``
+(question + context window -> answer), greedy test F1 and exact match.
+
 **sst2**: continue the opening words of SST-2 test sentences (``sentiment:sst2``, want: positive). A
 reference model is trained by maximum likelihood on the training continuations for ``--sst2-mle-minutes``;
 RL then runs from it for ``--sst2-rl-minutes`` with the instant reward of the ``--sst2-reward`` scorer (the
@@ -94,6 +97,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--sst2-rl-lr", type=float, default=3e-5)
     parser.add_argument("--sst2-kl-target", type=float, default=2.0, help="adaptive KL: wanted KL per sequence (nats)")
     parser.add_argument("--samples", type=int, default=4, help="sst2: samples per test prompt")
+    parser.add_argument("--squad-model", default="tiny")
+    parser.add_argument("--squad-minutes", type=float, default=10.0, help="squad: MLE budget")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", default="benchmarks/results")
@@ -287,6 +292,44 @@ def run_sst2(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def run_squad(args: argparse.Namespace) -> dict[str, Any]:
+    """The squad part: MLE answer generation, greedy test F1 and exact match (SQuAD v1.1 definitions)."""
+    import torch
+
+    from agents.model import ModelConfig, PolicyModel
+    from agents.supervised import MLEConfig, mle_train
+    from ir_env.rewards.f1 import normalize_answer, squad_f1
+    from ir_env.tasks.real import SquadTask
+
+    torch.manual_seed(args.seed)
+    task = SquadTask()
+    config = ModelConfig.preset(args.squad_model, len(task.vocab), task.max_source_len, task.max_generation_len, dropout=0.1)
+    model = PolicyModel(config)
+    mle = MLEConfig(steps=10**9, batch_size=args.batch_size, learning_rate=args.lr, warmup_steps=args.warmup,
+                    schedule="inverse_sqrt", label_smoothing=0.1, adam_beta2=0.98, length_buckets=True,
+                    max_seconds=args.squad_minutes * 60)
+    print(f"squad MLE: {args.squad_model} ({model.num_parameters() / 1e6:.1f}M parameters), {args.squad_minutes:g} min", flush=True)
+    steps = len(mle_train(model, task, mle, seed=args.seed))
+    model.eval()
+    examples = task.examples("test")
+    mask = torch.as_tensor(task.action_mask())
+    f1, em, outputs = [], [], []
+    with torch.no_grad():
+        for start in range(0, len(examples), 200):
+            tokens = model.sample(torch.as_tensor(examples.source[start:start + 200]), task.max_generation_len,
+                                  action_mask=mask, greedy=True).numpy()
+            for i, row in enumerate(tokens, start):
+                hyp = task.vocab.detokenize(row)
+                ref = task.vocab.detokenize(examples.reference[i, : examples.reference_len[i]])
+                f1.append(squad_f1(hyp, ref))
+                em.append(float(normalize_answer(hyp) == normalize_answer(ref)))
+                outputs.append(f"{hyp}  (reference: {ref})")
+    result = {"parameters": model.num_parameters(), "mle_steps": steps, "test_f1": 100 * float(np.mean(f1)),
+              "test_em": 100 * float(np.mean(em)), "test_examples": len(examples), "examples": outputs[:5]}
+    print(f"squad test: F1 {result['test_f1']:.2f}, EM {result['test_em']:.2f}", flush=True)
+    return result
+
+
 def _summary(row: dict[str, Any]) -> str:
     rates = ", ".join(f"{k} positive {v['positive_rate']:.3f}" for k, v in row.items() if isinstance(v, dict))
     return f"{rates}; perplexity {row['perplexity']:.1f}; distinct-2 {row['distinct2']:.3f}"
@@ -295,7 +338,7 @@ def _summary(row: dict[str, Any]) -> str:
 #: An output counts as positive at this score: VADER's compound >= 0.05 (Hutto & Gilbert's threshold);
 #: the classifier's 2 P(positive) - 1 > 0, i.e. P(positive) > 0.5.
 POSITIVE_AT = {"vader": 0.05, "classifier": 1e-12}
-PARTS = {"multi30k": run_multi30k, "sst2": run_sst2}
+PARTS = {"multi30k": run_multi30k, "sst2": run_sst2, "squad": run_squad}
 
 
 def report(results: dict[str, Any]) -> str:
@@ -305,6 +348,8 @@ def report(results: dict[str, Any]) -> str:
         lines += _multi30k_section(results["multi30k"])
     if "sst2" in results:
         lines += _sst2_section(results["sst2"])
+    if "squad" in results:
+        lines += _squad_section(results["squad"])
     return "\n".join(lines) + "\n"
 
 
@@ -367,6 +412,21 @@ def _sst2_section(r: dict[str, Any]) -> list[str]:
               "Samples (reference, then RL):", ""]
     lines += [f"- {t}" for t in ref["examples"]] + [f"- **RL**: {t}" for t in rl["examples"]] + [""]
     return lines
+
+
+def _squad_section(r: dict[str, Any]) -> list[str]:
+    a = r["args"]
+    return ["## SQuAD v1.1: answer generation", "", *_header(r), "",
+            f"Model: `{a['squad_model']}` ({r['parameters'] / 1e6:.1f}M parameters) from scratch, MLE for "
+            f"{a['squad_minutes']:g} min ({r['mle_steps']} steps; the multi30k recipe) on `matching:squad`'s train "
+            "split (8,213 questions of the SQuAD dev set, split by article: only the dev set is in the data "
+            "folder). Greedy answers on its test split, scored by the SQuAD v1.1 definitions (token F1, exact "
+            "match after `normalize_answer`) against the first human answer as the task stores it (a word outside "
+            "the vocabulary is UNK there and never matches, so these are lower bounds of the official scores, "
+            "which also take the best of all answers).", "",
+            "| test questions | F1 | EM |", "|---|---|---|",
+            f"| {r['test_examples']:,} | {r['test_f1']:.2f} | {r['test_em']:.2f} |", "",
+            "First test answers:", ""] + [f"- {e}" for e in r["examples"]] + [""]
 
 
 if __name__ == "__main__":

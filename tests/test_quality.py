@@ -70,6 +70,16 @@ def test_sst2_part_needs_a_held_out_judge(tmp_path, data_dir, monkeypatch):
         main(["--parts", "sst2", "--sst2-reward", "vader", "--out", str(tmp_path)])
 
 
+def test_squad_part_reports_f1_and_exact_match(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("IR_DATA_DIR", str(data_dir))
+    main(["--parts", "squad", "--squad-minutes", "0.03", "--threads", "1", "--out", str(tmp_path)])
+    r = json.loads((tmp_path / "quality.json").read_text())["squad"]
+    assert r["mle_steps"] > 0 and r["test_examples"] > 1000
+    assert 0.0 <= r["test_em"] <= r["test_f1"] <= 100.0  # an exact match is an F1 of 1
+    text = (tmp_path / "quality.md").read_text()
+    assert "## SQuAD v1.1: answer generation" in text and f"| {r['test_f1']:.2f} | {r['test_em']:.2f} |" in text
+
+
 def test_rl_minutes_must_leave_mle_time(tmp_path):
     with pytest.raises(SystemExit):
         main(["--parts", "multi30k", "--minutes", "1", "--rl-minutes", "1", "--out", str(tmp_path)])
