@@ -86,7 +86,8 @@ def mle_train(
     """Train ``model`` on ``task``'s train references; returns the loss of every step."""
     device = next(model.parameters()).device
     examples = task.examples("train")
-    targets = torch.as_tensor(reference_targets(examples, model.config.max_target_len), device=device)
+    targets_np = reference_targets(examples, model.config.max_target_len)  # (M, T)
+    targets = torch.as_tensor(targets_np, device=device)
     sources = torch.as_tensor(examples.source, device=device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=(0.9, config.adam_beta2))
     warmup = max(config.warmup_steps, 1)
@@ -100,7 +101,7 @@ def mle_train(
     rng = np.random.default_rng(seed)
     # Used length of each row: sources are PAD-filled on the right, targets end with EOS then PAD.
     source_len = (examples.source != PAD).sum(axis=1)
-    target_len = (reference_targets(examples, model.config.max_target_len) != PAD).sum(axis=1)
+    target_len = (targets_np != PAD).sum(axis=1)
     batches = _batch_indices(rng, len(examples), config.batch_size, source_len + target_len, config.length_buckets)
     losses = []
     trained = 0.0  # seconds spent in optimiser steps

@@ -128,15 +128,40 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return results
 
 
+def mle_recipe(args: argparse.Namespace, minutes: float, label_smoothing: float):
+    """The maximum-likelihood recipe every part uses: length buckets, Adam (0.9, 0.98), warm-up then
+    inverse-sqrt decay, stopped after ``minutes`` of optimiser steps."""
+    from agents.supervised import MLEConfig
+
+    return MLEConfig(steps=10**9, batch_size=args.batch_size, learning_rate=args.lr, warmup_steps=args.warmup,
+                     schedule="inverse_sqrt", label_smoothing=label_smoothing, adam_beta2=0.98, length_buckets=True,
+                     max_seconds=minutes * 60)
+
+
+def rl_from(start, into, task_name: str, args: argparse.Namespace, minutes: float, ppo, **run: Any) -> dict[str, Any]:
+    """RL with ``agents.trainer.train`` from the weights of ``start`` for ``minutes`` of wall time; the
+    trained weights are loaded into ``into`` (which may be ``start``). Returns the run's summary."""
+    from agents.checkpoint import export_weights, load_weights
+    from agents.trainer import RunConfig, train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        init = str(Path(tmp) / "start.safetensors")
+        export_weights(start, init)
+        config = RunConfig(task=task_name, model=args.model, seed=args.seed, total_tokens=10**12,
+                           max_seconds=minutes * 60, device="cpu", out=str(Path(tmp) / "rl"), init=init, ppo=ppo,
+                           eval_every=0, checkpoint_every=10**9, progress=False, **run)
+        summary = train(config)
+        load_weights(Path(tmp) / "rl", into)
+    return summary
+
+
 def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
     """The multi30k part: MLE for the whole budget, and MLE snapshot + RL, scored on test2016."""
     import torch
 
-    from agents.checkpoint import export_weights, load_weights
     from agents.model import ModelConfig, PolicyModel
     from agents.ppo import PPOConfig
-    from agents.supervised import MLEConfig, mle_train
-    from agents.trainer import RunConfig, train
+    from agents.supervised import mle_train
     from ir_env.tasks.data import read_multi30k
     from ir_env.tasks.real import MULTI30K_FILES, Multi30kTask
 
@@ -145,9 +170,7 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
     refs = {split: [de for _, de in read_multi30k(None, MULTI30K_FILES[split])] for split in ("valid", "test")}
     config = ModelConfig.preset(args.model, len(task.vocab), task.max_source_len, task.max_generation_len, dropout=0.1)
     model = PolicyModel(config)
-    mle = MLEConfig(steps=10**9, batch_size=args.batch_size, learning_rate=args.lr, warmup_steps=args.warmup,
-                    schedule="inverse_sqrt", label_smoothing=0.1, adam_beta2=0.98, length_buckets=True,
-                    max_seconds=args.minutes * 60)
+    mle = mle_recipe(args, args.minutes, label_smoothing=0.1)
     snapshot_at = (args.minutes - args.rl_minutes) * 60
     curve: list[dict[str, float]] = []
     snapshot: dict[str, torch.Tensor] = {}
@@ -185,16 +208,8 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
         test_snap, _, _ = corpus_bleu(model, task, "test", refs["test"])
         result["mle_snapshot"] = {"step": step, "minutes": snapshot_at / 60, "valid_bleu": valid_snap, "test_bleu": test_snap}
         print(f"MLE snapshot at {snapshot_at / 60:g} min (step {step}): valid {valid_snap:.2f}, test {test_snap:.2f}", flush=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            init = str(Path(tmp) / "snapshot.safetensors")
-            export_weights(model, init)
-            run = RunConfig(task=task.name, model=args.model, seed=args.seed, total_tokens=10**12,
-                            max_seconds=args.rl_minutes * 60, device="cpu", out=str(Path(tmp) / "rl"), init=init,
-                            ppo=PPOConfig(algo=args.rl_algo, learning_rate=args.rl_lr, num_envs=args.rl_envs,
-                                          temperature=args.rl_temperature),
-                            eval_every=0, eval_examples=256, checkpoint_every=10**9, progress=False)
-            summary = train(run)
-            load_weights(Path(tmp) / "rl", model)
+        ppo = PPOConfig(algo=args.rl_algo, learning_rate=args.rl_lr, num_envs=args.rl_envs, temperature=args.rl_temperature)
+        summary = rl_from(model, model, task.name, args, args.rl_minutes, ppo, eval_examples=256)
         valid_rl, _, _ = corpus_bleu(model, task, "valid", refs["valid"])
         test_rl, _, hyps = corpus_bleu(model, task, "test", refs["test"])
         result["mle_rl"] = {"valid_bleu": valid_rl, "test_bleu": test_rl, "rl_updates": summary["updates"],
@@ -247,11 +262,9 @@ def run_sst2(args: argparse.Namespace) -> dict[str, Any]:
     """The sst2 part: a maximum-likelihood reference model, RL from it on the scorer's instant reward."""
     import torch
 
-    from agents.checkpoint import export_weights, load_weights
     from agents.model import ModelConfig, PolicyModel
     from agents.ppo import PPOConfig
-    from agents.supervised import MLEConfig, mle_train
-    from agents.trainer import RunConfig, train
+    from agents.supervised import mle_train
     from ir_env.tasks.real import Sst2Task
 
     torch.manual_seed(args.seed)
@@ -264,8 +277,7 @@ def run_sst2(args: argparse.Namespace) -> dict[str, Any]:
                          "or set IR_SST2_CLASSIFIER")
     config = ModelConfig.preset(args.model, len(task.vocab), task.max_source_len, task.max_generation_len)
     reference = PolicyModel(config)
-    mle = MLEConfig(steps=10**9, batch_size=args.batch_size, learning_rate=args.lr, warmup_steps=args.warmup,
-                    schedule="inverse_sqrt", adam_beta2=0.98, length_buckets=True, max_seconds=args.sst2_mle_minutes * 60)
+    mle = mle_recipe(args, args.sst2_mle_minutes, label_smoothing=0.0)
     print(f"sst2 reference model: MLE {args.sst2_mle_minutes:g} min", flush=True)
     steps = len(mle_train(reference, task, mle, seed=args.seed))
     reference.eval()
@@ -275,17 +287,10 @@ def run_sst2(args: argparse.Namespace) -> dict[str, Any]:
         meta = task.classifier().meta
         result["classifier"] = {"dev_accuracy": meta["dev_accuracy"], "weights_sha256": meta["weights_sha256"]}
     print(f"reference model: {_summary(result['reference'])}", flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        init = str(Path(tmp) / "reference.safetensors")
-        export_weights(reference, init)
-        run = RunConfig(task=task.name, model=args.model, seed=args.seed, total_tokens=10**12,
-                        max_seconds=args.sst2_rl_minutes * 60, device="cpu", out=str(Path(tmp) / "rl"), init=init,
-                        ppo=PPOConfig(algo=args.sst2_algo, learning_rate=args.sst2_rl_lr, kl_coef=0.1,
-                                      kl_target=args.sst2_kl_target),
-                        eval_every=0, eval_examples=128, checkpoint_every=10**9, progress=False, task_kwargs=task_kwargs)
-        summary = train(run)
-        policy = PolicyModel(config)
-        load_weights(Path(tmp) / "rl", policy)
+    ppo = PPOConfig(algo=args.sst2_algo, learning_rate=args.sst2_rl_lr, kl_coef=0.1, kl_target=args.sst2_kl_target)
+    policy = PolicyModel(config)
+    summary = rl_from(reference, policy, task.name, args, args.sst2_rl_minutes, ppo, eval_examples=128,
+                      task_kwargs=task_kwargs)
     result["rl"] = sentiment_report(policy.eval(), reference, task, args.samples, args.seed)
     result["rl"].update(updates=summary["updates"], tokens=summary["tokens"], seconds=summary["wall_seconds"])
     print(f"after RL: {_summary(result['rl'])}", flush=True)
@@ -297,7 +302,7 @@ def run_squad(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from agents.model import ModelConfig, PolicyModel
-    from agents.supervised import MLEConfig, mle_train
+    from agents.supervised import mle_train
     from ir_env.rewards.f1 import normalize_answer, squad_f1
     from ir_env.tasks.real import SquadTask
 
@@ -305,9 +310,7 @@ def run_squad(args: argparse.Namespace) -> dict[str, Any]:
     task = SquadTask()
     config = ModelConfig.preset(args.squad_model, len(task.vocab), task.max_source_len, task.max_generation_len, dropout=0.1)
     model = PolicyModel(config)
-    mle = MLEConfig(steps=10**9, batch_size=args.batch_size, learning_rate=args.lr, warmup_steps=args.warmup,
-                    schedule="inverse_sqrt", label_smoothing=0.1, adam_beta2=0.98, length_buckets=True,
-                    max_seconds=args.squad_minutes * 60)
+    mle = mle_recipe(args, args.squad_minutes, label_smoothing=0.1)
     print(f"squad MLE: {args.squad_model} ({model.num_parameters() / 1e6:.1f}M parameters), {args.squad_minutes:g} min", flush=True)
     steps = len(mle_train(model, task, mle, seed=args.seed))
     model.eval()

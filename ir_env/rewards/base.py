@@ -127,6 +127,17 @@ class CallablePotential(PrefixMetric):
         return out
 
 
+def check_prefix_room(rows: np.ndarray, length: np.ndarray, max_len: int) -> None:
+    """Raise ValueError if a row's prefix (``length`` tokens, after the push) outgrew a metric's ``max_len``
+    buffer: for the metrics that keep each row's prefix ids (VADER, the classifier)."""
+    if int(length.max(initial=0)) > max_len:
+        row = int(rows[np.argmax(length)])
+        raise ValueError(
+            f"row {row} reached {int(length.max())} tokens, more than max_len={max_len}; "
+            "pass max_len >= the task's max_generation_len"
+        )
+
+
 def check_reference_ids(examples: Examples, vocab: Vocabulary) -> None:
     """Raise ValueError if a reference id of ``examples`` lies outside ``vocab``."""
     if examples.reference.size and int(examples.reference.max()) >= len(vocab):

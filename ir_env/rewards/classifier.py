@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ir_env.rewards.base import PrefixMetric
+from ir_env.rewards.base import PrefixMetric, check_prefix_room
 from ir_env.tasks.base import Examples
 from ir_env.tokenizer import Vocabulary
 
@@ -231,12 +231,7 @@ class ClassifierSentiment(PrefixMetric):
 
     def _push(self, rows: np.ndarray, tokens: np.ndarray) -> None:
         length = self.length[rows]
-        if int(length.max(initial=0)) > self.max_len:
-            row = int(rows[np.argmax(length)])
-            raise ValueError(
-                f"row {row} reached {int(length.max())} tokens, more than max_len={self.max_len}; "
-                "pass max_len >= the task's max_generation_len"
-            )
+        check_prefix_room(rows, length, self.max_len)
         self.prefix[rows, length - 1] = self.lookup[tokens]
         rows_t = torch.as_tensor(rows, dtype=torch.int64)
         length_t = torch.from_numpy(length)
