@@ -102,7 +102,9 @@ def apply_action_mask(logits: torch.Tensor, action_mask: torch.Tensor | np.ndarr
             ``action_masks()``), of shape (V,) or ``logits.shape``.
 
     The lowest finite value rather than -inf: a row whose every action is masked then gives a uniform
-    softmax instead of NaN, and ``p * log p`` is 0 rather than NaN in the entropy.
+    softmax instead of NaN, and ``p * log p`` is 0 rather than NaN in the entropy. It is added as a bias
+    (0 where allowed) rather than written with ``masked_fill``: on CPU the addition is ~10x faster, and
+    ``logit + lowest`` rounds to ``lowest`` for any logit short of 1e31 in magnitude.
     """
     if action_mask is None:
         return logits
@@ -113,7 +115,33 @@ def apply_action_mask(logits: torch.Tensor, action_mask: torch.Tensor | np.ndarr
     if action_mask.shape != logits.shape[-1:] and action_mask.shape != logits.shape:
         raise ValueError(f"action_mask has shape {tuple(action_mask.shape)}; expected ({logits.shape[-1]},) "
                          f"or {tuple(logits.shape)}, the shape of the logits it masks")
-    return logits.masked_fill(~action_mask, torch.finfo(logits.dtype).min)
+    bias = torch.zeros(action_mask.shape, dtype=logits.dtype, device=logits.device)
+    return logits + bias.masked_fill_(~action_mask, torch.finfo(logits.dtype).min)
+
+
+def make_adam(params, **kwargs) -> torch.optim.Adam:
+    """``torch.optim.Adam`` with the fused kernel where this torch has one for the parameters' device
+    (CUDA; CPU since torch 2.4): one pass over each tensor instead of a dozen, ~5x faster on CPU for the
+    ``small`` policy. Falls back to the default implementation elsewhere. ``kwargs`` go to Adam."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError):  # no fused kernel for this device in this torch
+        return torch.optim.Adam(params, **kwargs)
+
+
+def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One draw per row of (..., V) probabilities (unnormalised is fine), by inverting the row's CDF.
+
+    The same distribution as ``torch.multinomial(probs, 1)``, at a fraction of its cost on CPU (one cumsum
+    and a binary search per row: 0.4 ms against 6.8 ms for 16 x 13k on one core). An action of probability
+    0 is never drawn: the CDF does not rise at it, and the uniform draw is kept strictly below the total.
+    """
+    cdf = probs.float().cumsum(-1)  # (..., V)
+    total = cdf[..., -1:]
+    u = torch.rand(total.shape, generator=generator, device=probs.device, dtype=cdf.dtype) * total
+    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))  # u < total even after rounding
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1)
 
 
 def _describe(x: object) -> str:
@@ -450,7 +478,7 @@ class PolicyModel(nn.Module):
             if greedy:
                 token = logits.argmax(-1)
             else:
-                token = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
+                token = sample_categorical(F.softmax(logits, dim=-1), generator)
             token = token.masked_fill(done, PAD)  # (B,)
             tokens.append(token)
             done |= token == EOS

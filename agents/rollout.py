@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agents.model import PolicyModel, apply_action_mask
+from agents.model import PolicyModel, apply_action_mask, sample_categorical
 from ir_env import BOS, EOS, BatchedInstantRewardEnv
 
 
@@ -90,7 +90,7 @@ def collect(
         if greedy:
             action = logp.argmax(-1)
         else:
-            action = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
+            action = sample_categorical(logp.exp(), generator)
         live = torch.as_tensor(active, device=device)
         action = torch.where(live, action, torch.full_like(action, EOS))  # finished rows: a throwaway EOS
         actions[:, t] = torch.where(live, action, torch.zeros_like(action))

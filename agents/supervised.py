@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from agents.model import PolicyModel
+from agents.model import PolicyModel, make_adam
 from ir_env import EOS, PAD
 from ir_env.tasks.base import Examples, Task
 
@@ -89,7 +89,7 @@ def mle_train(
     targets_np = reference_targets(examples, model.config.max_target_len)  # (M, T)
     targets = torch.as_tensor(targets_np, device=device)
     sources = torch.as_tensor(examples.source, device=device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=(0.9, config.adam_beta2))
+    optimizer = make_adam(model.parameters(), lr=config.learning_rate, betas=(0.9, config.adam_beta2))
     warmup = max(config.warmup_steps, 1)
 
     def lr_factor(step: int) -> float:

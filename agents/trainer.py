@@ -28,7 +28,7 @@ from agents.checkpoint import (
     load_weights,
     save_checkpoint,
 )
-from agents.model import ModelConfig, PolicyModel
+from agents.model import ModelConfig, PolicyModel, make_adam
 from agents.ppo import (
     ActionEvaluator,
     KLController,
@@ -204,7 +204,7 @@ def train(config: RunConfig) -> dict[str, Any]:
     )
     model = build_model(config, task, device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
-    optimizer = torch.optim.Adam(model.parameters(), lr=pc.learning_rate, eps=1e-5)
+    optimizer = make_adam(model.parameters(), lr=pc.learning_rate, eps=1e-5)
     reference_path = out / "reference.safetensors"
     architecture = {k: config.to_dict()[k] for k in ARCHITECTURE_KEYS}
 

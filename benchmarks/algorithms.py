@@ -9,7 +9,7 @@ and the same policy network.
     python -m benchmarks.algorithms --task translation:multi30k --data-dir ../shared/data \
         --algorithms ours_ppo sb3_ppo --seeds 0 1 --steps 4096 --out benchmarks/results/algorithms_len32.md
 
-Every algorithm trains the ``tiny`` preset of ``agents/model.py`` from scratch: ours the ``PolicyModel`` itself
+Every algorithm trains the same preset of ``agents/model.py`` (``--model``, default ``tiny``) from scratch: ours the ``PolicyModel`` itself
 (KV-cached rollouts, one teacher-forced pass per sequence in the update), SB3's a ``TransformerExtractor``
 built from the same preset with the action head tied to the token table (``make_sb3_model``). Each
 (algorithm, seed) run is one process with ``torch.set_num_threads(1)``; ``--workers`` of them run at once,
@@ -54,13 +54,13 @@ FINAL_FRACTION = 0.2
 BINS = 20
 
 
-def run_ours(task: str, seed: int, steps: int, num_envs: int) -> dict[str, Any]:
+def run_ours(task: str, seed: int, steps: int, num_envs: int, preset: str = "tiny") -> dict[str, Any]:
     from agents.ppo import PPOConfig
     from agents.trainer import RunConfig, train
 
     with tempfile.TemporaryDirectory() as tmp:
         config = RunConfig(
-            task=task, seed=seed, total_tokens=steps, model="tiny", device="cpu", out=tmp, init="scratch",
+            task=task, seed=seed, total_tokens=steps, model=preset, device="cpu", out=tmp, init="scratch",
             ppo=PPOConfig(num_envs=num_envs, learning_rate=OURS_LR),
             eval_every=0, eval_examples=16, checkpoint_every=10**9, progress=False,
         )
@@ -77,7 +77,7 @@ def run_ours(task: str, seed: int, steps: int, num_envs: int) -> dict[str, Any]:
     }
 
 
-def run_sb3(algo: str, task: str, seed: int, steps: int, num_envs: int) -> dict[str, Any]:
+def run_sb3(algo: str, task: str, seed: int, steps: int, num_envs: int, preset: str = "tiny") -> dict[str, Any]:
     from stable_baselines3.common.callbacks import BaseCallback
 
     from agents.sb3 import make_sb3_model
@@ -95,7 +95,7 @@ def run_sb3(algo: str, task: str, seed: int, steps: int, num_envs: int) -> dict[
                     self.scores.append(info["score"])
             return True
 
-    model = make_sb3_model(SB3_NAMES[algo], task=task, num_envs=num_envs, model_preset="tiny", seed=seed, device="cpu")
+    model = make_sb3_model(SB3_NAMES[algo], task=task, num_envs=num_envs, model_preset=preset, seed=seed, device="cpu")
     recorder = ScoreRecorder()
     t0 = time.perf_counter()
     model.learn(total_timesteps=steps, callback=recorder)
@@ -109,12 +109,15 @@ def run_sb3(algo: str, task: str, seed: int, steps: int, num_envs: int) -> dict[
     }
 
 
-def run_one(job: tuple[str, str, int, int, int]) -> tuple[str, int, dict[str, Any]]:
-    algo, task, seed, steps, num_envs = job
+def run_one(job: tuple[str, str, int, int, int, str]) -> tuple[str, int, dict[str, Any]]:
+    algo, task, seed, steps, num_envs, preset = job
     import torch
 
     torch.set_num_threads(1)
-    result = run_ours(task, seed, steps, num_envs) if algo == "ours_ppo" else run_sb3(algo, task, seed, steps, num_envs)
+    if algo == "ours_ppo":
+        result = run_ours(task, seed, steps, num_envs, preset)
+    else:
+        result = run_sb3(algo, task, seed, steps, num_envs, preset)
     print(f"  {algo} seed {seed}: {result['total_steps']} steps in {result['wall']:.1f} s, "
           f"{len(result['scores'])} score points", flush=True)
     return algo, seed, result
@@ -167,6 +170,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=30_000, help="env-step budget of every run")
     parser.add_argument("--num-envs", type=int, default=16)
+    parser.add_argument("--model", default="tiny", help="agents.model.PRESETS name, the same for every algorithm")
     parser.add_argument("--workers", type=int, default=2, help="runs at once, one process each")
     parser.add_argument("--quick", action="store_true", help="smoke test: 2,000 steps, seed 0")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/algorithms.md"))
@@ -186,12 +190,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from agents.sb3 import ALGO_DEFAULTS
     from benchmarks.baselines import policy_scores
     from benchmarks.machine import machine_description
-
     from ir_env.tasks import make_task
 
     algos = [a for a in ALGORITHMS if a in args.algorithms]
-    metric_name = make_task(args.task).metric_name
-    jobs = [(algo, args.task, seed, args.steps, args.num_envs) for seed in args.seeds for algo in algos]
+    task = make_task(args.task)
+    metric_name = task.metric_name
+    from agents.model import ModelConfig, PolicyModel
+
+    size = sum(p.numel() for p in PolicyModel(ModelConfig.preset(
+        args.model, len(task.vocab), task.max_source_len, task.max_generation_len)).parameters())
+    params = f"{size / 1e6:.1f}M parameters in our PolicyModel"
+    jobs = [(algo, args.task, seed, args.steps, args.num_envs, args.model) for seed in args.seeds for algo in algos]
     print(f"{len(jobs)} runs of {args.steps} env steps, {args.workers} at a time", flush=True)
     t0 = time.perf_counter()
     ctx = mp.get_context("spawn")
@@ -235,7 +244,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "",
         f"Command: `{command}`  ",
         f"Seeds: {' '.join(map(str, args.seeds))}; budget {args.steps:,} env steps per run; {args.num_envs} envs; "
-        f"task {args.task} (instant reward, scored by {metric_name}); model preset `tiny` from scratch for all.  ",
+        f"task {args.task} (instant reward, scored by {metric_name}); model preset `{args.model}` ({params}) from scratch for all.  ",
         f"Machine: {machine_description()}  ",
         f"Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; "
         f"{len(jobs)} runs, {args.workers} at a time (one process each, torch.set_num_threads(1)), {total_wall:.0f} s in all.",
@@ -246,7 +255,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"learning_rate={OURS_LR})`, otherwise the defaults (Adam, 10-update lr warm-up, 4 epochs x 4 minibatches "
         "of whole sequences, clip 0.2, gamma 1, GAE 0.95, no entropy bonus, grad clip 1.0); one rollout = "
         f"{args.num_envs} complete episodes, KV-cached. Eval and progress bar off; wall = the update loop.",
-        *[f"- {LABELS[a]}: `make_sb3_model(\"{SB3_NAMES[a]}\", num_envs={args.num_envs}, model_preset=\"tiny\")`, "
+        *[f"- {LABELS[a]}: `make_sb3_model(\"{SB3_NAMES[a]}\", num_envs={args.num_envs}, model_preset=\"{args.model}\")`, "
           f"`agents/sb3.py` ALGO_DEFAULTS {json.dumps(sb3[a])}; tied action head; wall = `model.learn`."
           for a in SB3_NAMES if a in algos],
         "- Final score: mean over the last 20% of each run's finished episodes (ours: of its updates, each "

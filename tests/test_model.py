@@ -6,9 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.nn import functional as F
 
-from agents.model import DecodeState, ModelConfig, PolicyModel, apply_action_mask
+from agents.model import (
+    DecodeState,
+    ModelConfig,
+    PolicyModel,
+    apply_action_mask,
+    sample_categorical,
+)
 from ir_env.tokenizer import BOS, EOS, NUM_SPECIAL, PAD
 
 V, S, T = 50, 12, 10
@@ -315,11 +323,19 @@ def test_sample_stops_rows_at_eos(model):
     mask[[EOS, 5]] = True
     tokens = model.sample(random_sources([12, 6, 3] * 10), T, action_mask=mask,
                           generator=torch.Generator().manual_seed(1))
-    for row in tokens.tolist():
-        assert EOS in row, row
+    assert tokens.shape[1] <= T
+    ended = [row for row in tokens.tolist() if EOS in row]
+    assert all(row == [5] * tokens.shape[1] for row in tokens.tolist() if EOS not in row)
+    assert len(ended) >= 15  # EOS has most of the mass at the first step
+    for row in ended:
         end = row.index(EOS)
         assert all(tok == PAD for tok in row[end + 1:]), row
-    assert tokens.shape[1] <= T
+        assert all(tok == 5 for tok in row[:end]), row
+    # With only EOS allowed every row ends at the first step, and sampling stops there.
+    only_eos = torch.zeros(V, dtype=torch.bool)
+    only_eos[EOS] = True
+    tokens = model.sample(random_sources([12, 6, 3] * 10), T, action_mask=only_eos)
+    assert tokens.tolist() == [[EOS]] * 30
 
 
 # ---- gradients and determinism -------------------------------------------------------------------------
@@ -352,3 +368,29 @@ def test_same_seed_same_weights_and_samples():
 def test_value_head_starts_near_zero(model):
     _, values = model(random_sources([12, 3]), random_target_in(2))
     assert values.abs().max() < 0.1
+
+
+def test_sample_categorical_draws_each_action_at_its_probability_and_never_a_zero_one():
+    probs = torch.tensor([0.1, 0.0, 0.25, 0.0, 0.65])
+    draws = sample_categorical(probs.expand(200_000, 5), torch.Generator().manual_seed(0))
+    assert draws.shape == (200_000,)
+    freq = torch.bincount(draws, minlength=5).double() / len(draws)
+    assert freq[1] == 0 and freq[3] == 0
+    # binomial standard error at n = 200k is <= 0.0011: 5 of them is a wide margin, far below any real bias
+    assert torch.allclose(freq, probs.double(), atol=0.0055)
+
+
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=40).filter(lambda p: sum(p) > 1e-6),
+       st.integers(0, 2**31 - 1))
+@settings(max_examples=200, deadline=None)
+def test_sample_categorical_only_draws_actions_of_positive_probability(weights, seed):
+    probs = torch.tensor(weights).expand(64, len(weights))  # unnormalised rows
+    draws = sample_categorical(probs, torch.Generator().manual_seed(seed))
+    assert (probs[0, draws] > 0).all()
+
+
+def test_sample_categorical_never_passes_the_last_action_even_when_the_draw_rounds_up(monkeypatch):
+    # torch.rand never returns 1, but u = rand * total can round up to total; the draw must stay in range
+    monkeypatch.setattr(torch, "rand", lambda shape, **kw: torch.ones(shape, dtype=kw.get("dtype")))
+    probs = torch.tensor([[0.3, 0.7, 0.0], [0.0, 0.0, 1.0]])
+    assert sample_categorical(probs).tolist() == [1, 2]
