@@ -12,6 +12,7 @@ Two ways to run the same weights:
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -354,7 +355,8 @@ class PolicyModel(nn.Module):
         return self._outputs(x)
 
     def evaluate_actions(self, source: torch.Tensor, actions: torch.Tensor, action_mask: torch.Tensor | None = None,
-                         temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                         temperature: float = 1.0,
+                         entropy_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Log-probabilities, entropies and values of a whole sequence of actions in one pass.
 
         Args:
@@ -363,6 +365,8 @@ class PolicyModel(nn.Module):
             action_mask: None, or bool (V,) or (B, T, V), True where an action is allowed.
             temperature: softmax temperature; must be the one the actions were sampled at, or PPO's
                 probability ratio compares two different distributions.
+            entropy_grad: False computes the entropy outside autograd (a statistic only, e.g. with no
+                entropy bonus): its (B, T, V) terms are then neither kept for nor walked by backward.
 
         Returns:
             logprobs (B, T) of ``actions``, entropy (B, T) of the masked, tempered policy, values (B, T).
@@ -375,7 +379,8 @@ class PolicyModel(nn.Module):
             logits = logits / temperature
         logp = F.log_softmax(apply_action_mask(logits, action_mask), dim=-1)  # (B, T, V)
         logprobs = logp.gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # (B, T)
-        entropy = -(logp.exp() * logp).sum(-1)  # (B, T)
+        with contextlib.nullcontext() if entropy_grad else torch.no_grad():
+            entropy = -(logp.exp() * logp).sum(-1)  # (B, T)
         return logprobs, entropy, values
 
     # ---- token-by-token rollout with a KV cache ------------------------------------------------------

@@ -188,12 +188,12 @@ class KLController:
 class ActionEvaluator(torch.nn.Module):
     """``policy.evaluate_actions`` as a module's forward, so DistributedDataParallel syncs its gradients."""
 
-    def __init__(self, policy: PolicyModel, temperature: float = 1.0):
+    def __init__(self, policy: PolicyModel, temperature: float = 1.0, entropy_grad: bool = True):
         super().__init__()
-        self.policy, self.temperature = policy, temperature
+        self.policy, self.temperature, self.entropy_grad = policy, temperature, entropy_grad
 
     def forward(self, source: torch.Tensor, actions: torch.Tensor, action_mask: torch.Tensor):
-        return self.policy.evaluate_actions(source, actions, action_mask, self.temperature)
+        return self.policy.evaluate_actions(source, actions, action_mask, self.temperature, self.entropy_grad)
 
 
 def minibatch_loss(
@@ -229,7 +229,9 @@ def minibatch_loss(
     else:
         v_loss = 0.5 * masked_mean((new_values - returns[rows]) ** 2, m)
     ent = masked_mean(entropy, m)
-    loss = pg_loss - config.ent_coef * ent + config.vf_coef * v_loss
+    loss = pg_loss + config.vf_coef * v_loss
+    if config.ent_coef:  # without a bonus the entropy is a statistic: no backward through its (B, T, V) terms
+        loss = loss - config.ent_coef * ent
     with torch.no_grad():
         parts = {
             "pg_loss": pg_loss.detach(),

@@ -230,7 +230,7 @@ def train(config: RunConfig) -> dict[str, Any]:
                 export_weights(reference, reference_path)
         reference.eval().requires_grad_(False)
 
-    evaluator: torch.nn.Module = ActionEvaluator(model, pc.temperature)
+    evaluator: torch.nn.Module = ActionEvaluator(model, pc.temperature, entropy_grad=pc.ent_coef != 0)
     if world > 1:
         evaluator = torch.nn.parallel.DistributedDataParallel(evaluator, device_ids=[device.index] if device.type == "cuda" else None)
     schedule = ShapingSchedule(pc, env.get_reward_weights())
