@@ -94,6 +94,31 @@ class Job:
     seed: int
     tokens: int
     eval_examples: int
+    init: str = "scratch"  # or the weights file of the (task, seed) warm start
+    learning_rate: float = LEARNER["learning_rate"]
+
+
+def warm_start(task_name: str, seed: int, steps: int, folder: str) -> str:
+    """Train the ``MODEL`` on the task's references by maximum likelihood (``MLEConfig`` defaults but
+    ``steps``) and save it; every condition of this (task, seed) starts RL from the file. Own process."""
+    import torch
+
+    torch.set_num_threads(1)
+    from agents.checkpoint import export_weights
+    from agents.supervised import MLEConfig, mle_train
+    from agents.trainer import RunConfig, build_model
+    from ir_env import make_task
+
+    task = make_task(task_name)
+    model = build_model(RunConfig(task=task_name, model=MODEL, seed=seed), task, torch.device("cpu"))
+    mle_train(model, task, MLEConfig(steps=steps), seed=seed)
+    path = Path(folder) / f"{task_name.replace(':', '_')}_{seed}.safetensors"
+    export_weights(model, path)
+    return str(path)
+
+
+def _warm_start(args: tuple[str, int, int, str]) -> str:
+    return warm_start(*args)
 
 
 def judge_chrf(task, outputs: list[list[int]], example_ids: np.ndarray, split: str = "valid") -> float | None:
@@ -106,6 +131,18 @@ def judge_chrf(task, outputs: list[list[int]], example_ids: np.ndarray, split: s
     hyps = [task.vocab.detokenize(o) for o in outputs]
     refs = [task.vocab.detokenize(examples.reference[i, : examples.reference_len[i]]) for i in example_ids]
     return sacrebleu.corpus_chrf(hyps, [refs]).score / 100.0
+
+
+def held_out_judges(task, outputs: list[list[int]], example_ids: np.ndarray, split: str = "valid") -> dict[str, float]:
+    """Judge name -> mean score of the outputs, under metrics no condition trains on.
+
+    The task's own judges where it has them (``judge_names``/``judges``: SST-2's classifier or VADER, MRPC's
+    chrF and embedding similarity), else corpus chrF against the references (none for a task without them).
+    """
+    if getattr(task, "judge_names", ()):
+        return {name: float(np.mean(v)) for name, v in task.judges(outputs, example_ids, split).items()}
+    chrf = judge_chrf(task, outputs, example_ids, split)
+    return {} if chrf is None else {"chrF": chrf}
 
 
 def run_job(job: Job) -> dict[str, Any]:
@@ -124,8 +161,8 @@ def run_job(job: Job) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         config = RunConfig(
             task=job.task, reward=condition.reward, reward_weights=condition.reward_weights, seed=job.seed,
-            total_tokens=job.tokens, model=MODEL, device="cpu", out=tmp, init="scratch",
-            ppo=PPOConfig(**LEARNER, **condition.ppo), eval_every=0, eval_examples=job.eval_examples,
+            total_tokens=job.tokens, model=MODEL, device="cpu", out=tmp, init=job.init,
+            ppo=PPOConfig(**{**LEARNER, "learning_rate": job.learning_rate}, **condition.ppo), eval_every=0, eval_examples=job.eval_examples,
             checkpoint_every=10**9, progress=False,
         )
         summary = train(config)
@@ -147,7 +184,7 @@ def run_job(job: Job) -> dict[str, Any]:
         "scores": [float(r["score"]) for r in rows],
         "lengths": [float(r["length"]) for r in rows],
         "final_valid": float(out.scores.mean()),
-        "judge": judge_chrf(task, outputs, ids),
+        "judges": held_out_judges(task, outputs, ids),
         **generation_stats(outputs),
         "total_steps": int(summary["tokens"]),
         "seconds": time.perf_counter() - t0,
@@ -173,6 +210,13 @@ def final_train_score(result: dict[str, Any]) -> float:
     return float(scores[-k:].mean())
 
 
+def _judges(result: dict[str, Any]) -> dict[str, float]:
+    """A run's held-out judges (results saved before task judges existed hold one chrF as ``judge``)."""
+    if "judges" in result:
+        return result["judges"]
+    return {} if result.get("judge") is None else {"chrF": result["judge"]}
+
+
 def summarize(results: list[dict[str, Any]], task: str, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """Per-condition statistics of one task (see the module docstring)."""
     by_condition = {c: [r for r in results if r["task"] == task and r["condition"] == c] for c in names}
@@ -187,7 +231,7 @@ def summarize(results: list[dict[str, Any]], task: str, names: tuple[str, ...]) 
         to_threshold = [steps_to_threshold(r["steps"], smoothed(r["scores"]), threshold) if np.isfinite(threshold)
                         else float("nan") for r in rs]
         reached = [s for s in to_threshold if np.isfinite(s)]
-        judges = [r["judge"] for r in rs if r["judge"] is not None]
+        names_ = list(dict.fromkeys(name for r in rs for name in _judges(r)))
         table[c] = {
             "final_mean": float(np.mean(finals)),
             "final_ci": bootstrap_ci(finals),
@@ -198,7 +242,7 @@ def summarize(results: list[dict[str, Any]], task: str, names: tuple[str, ...]) 
                              float(np.median(to_threshold)) if len(reached) * 2 > len(rs) else float("inf")),
             "reached": len(reached),
             "runs": len(rs),
-            "judge": float(np.mean(judges)) if judges else None,
+            "judges": {name: float(np.mean([_judges(r)[name] for r in rs if name in _judges(r)])) for name in names_},
             "length": float(np.mean([r["length"] for r in rs])),
             "repetition": float(np.mean([r["repetition"] for r in rs])),
             "distinct2": float(np.mean([r["distinct2"] for r in rs])),
@@ -267,8 +311,12 @@ def markdown(tables: dict[str, dict[str, dict[str, Any]]], args: argparse.Namesp
         f"Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; "
         f"{args.workers} runs at a time (one process each, torch.set_num_threads(1)); {wall:.0f} s in all.",
         "",
-        f"Learner (the same for every condition): `agents.trainer.train`, model `{MODEL}` from scratch, "
-        f"`PPOConfig({', '.join(f'{k}={v}' for k, v in LEARNER.items())})`, otherwise the defaults "
+        f"Learner (the same for every condition): `agents.trainer.train`, model `{MODEL}` "
+        + ("from scratch, " if args.init == "scratch" else
+           f"from a maximum-likelihood warm start ({args.mle_steps} steps of `MLEConfig` defaults, one per task "
+           "and seed, shared by every condition; PPO's first updates fit only the critic), ") +
+        f"`PPOConfig({', '.join(f'{k}={v}' for k, v in {**LEARNER, 'learning_rate': args.learning_rate}.items())})`, "
+        "otherwise the defaults "
         "(4 epochs x 4 minibatches, clip 0.2, gamma 1, GAE 0.95, 10-update lr warm-up, no entropy bonus).",
         "",
         "Conditions:",
@@ -280,8 +328,11 @@ def markdown(tables: dict[str, dict[str, dict[str, Any]]], args: argparse.Namesp
         "*train final* = mean sampled-episode score over the last 20% of updates; *AUC* = mean height of the "
         "training curve; *steps to thr.* = median env steps until the training curve reaches the threshold "
         "(halfway from the starting score to the best condition's train final), 'never' if most seeds did not, "
-        "with how many reached it; *judge* = chrF of the greedy valid outputs (a metric no condition trains "
-        "on); *len*, *rep* (share of repeated tokens) and *distinct-2* of those outputs show hacking.",
+        "with how many reached it; *held-out judge* = mean score of the greedy valid outputs under metrics no "
+        "condition trains on: the task's own judges where it has them (SST-2: the CNN classifier's or VADER's "
+        "positive-minus-negative potential, whichever is not the reward; MRPC: sentence chrF and MiniLM "
+        "embedding cosine), else corpus chrF against the references; *len*, *rep* (share of repeated tokens) "
+        "and *distinct-2* of those outputs show hacking.",
         "",
     ]
     for task, table in tables.items():
@@ -290,11 +341,11 @@ def markdown(tables: dict[str, dict[str, dict[str, Any]]], args: argparse.Namesp
                      else "no condition got clear of the starting score's 95% interval in this budget, so there is "
                           "no threshold (n/a)")
         lines += [f"## {task}", "", f"Starting score {meta['start']:.4f} (first {SMOOTH} updates); {threshold}.", "",
-                  "| condition | final valid [95% CI] | IQM | train final | AUC | steps to thr. (reached) | judge chrF | len | rep | distinct-2 |",
+                  "| condition | final valid [95% CI] | IQM | train final | AUC | steps to thr. (reached) | held-out judge | len | rep | distinct-2 |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for c in names:
             r = table[c]
-            judge = "—" if r["judge"] is None else f"{r['judge']:.3f}"
+            judge = ", ".join(f"{name} {value:.3f}" for name, value in r["judges"].items()) or "—"
             lines.append(
                 f"| {c} | {r['final_mean']:.4f} [{r['final_ci'][0]:.4f}, {r['final_ci'][1]:.4f}] | {r['final_iqm']:.4f} | "
                 f"{r['train_final']:.4f} | {r['auc']:.4f} | {_fmt_steps(r['steps_median'])} ({r['reached']}/{r['runs']}) | "
@@ -304,15 +355,32 @@ def markdown(tables: dict[str, dict[str, dict[str, Any]]], args: argparse.Namesp
     return "\n".join(lines)
 
 
+def _map(fn, items: list, workers: int) -> list:
+    """``fn`` over ``items``, in this process (workers == 1) or in fresh spawned ones, ``workers`` at a time."""
+    if workers == 1:
+        return [fn(item) for item in items]
+    with mp.get_context("spawn").Pool(workers, maxtasksperchild=1) as pool:
+        return pool.map(fn, items, chunksize=1)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=None,
                         help="default: the built-in tasks, and the real-data ones when a data folder is given")
     parser.add_argument("--data-dir", default=None, help="folder of the real data sets (default: $IR_DATA_DIR)")
+    parser.add_argument("--sst2-classifier", default=None,
+                        help="SST-2 classifier folder (`instant-reward train-classifier`), the held-out judge of "
+                             "sentiment:sst2 (default: $IR_SST2_CLASSIFIER; without one that task has no judge)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--tokens", type=int, default=60_000, help="env-step budget of every run")
     parser.add_argument("--conditions", nargs="+", default=list(CONDITION_NAMES), choices=CONDITION_NAMES)
     parser.add_argument("--eval-examples", type=int, default=256)
+    parser.add_argument("--init", choices=["scratch", "mle"], default="scratch",
+                        help="RL from a fresh policy, or from a maximum-likelihood warm start of --mle-steps trained "
+                             "once per (task, seed) and shared by every condition")
+    parser.add_argument("--learning-rate", type=float, default=LEARNER["learning_rate"],
+                        help="PPO's Adam step size, the same for every condition (fine-tuning a warm start wants less)")
+    parser.add_argument("--mle-steps", type=int, default=300, help="warm-start steps (MLEConfig defaults otherwise)")
     parser.add_argument("--workers", type=int, default=2, help="runs at once, one process each")
     parser.add_argument("--quick", action="store_true",
                         help="matching:summary, seeds 0 1, 20,000 steps (a few minutes on 2 cores); explicit options win")
@@ -323,6 +391,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     given = set(argv if argv is not None else sys.argv[1:])
     if args.data_dir:
         os.environ["IR_DATA_DIR"] = str(Path(args.data_dir).resolve())  # inherited by the worker processes
+    if args.sst2_classifier:
+        os.environ["IR_SST2_CLASSIFIER"] = str(Path(args.sst2_classifier).resolve())
     if args.quick:
         args.tasks = args.tasks or ["matching:summary"]
         if "--seeds" not in given:
@@ -347,21 +417,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results, wall, command = saved["results"], saved["wall"], saved["command"]
         args.seeds, args.tokens, args.workers = saved["seeds"], saved["tokens"], saved["workers"]
         args.eval_examples = saved["eval_examples"]
+        args.init, args.mle_steps = saved.get("init", "scratch"), saved.get("mle_steps", 0)
+        args.learning_rate = saved.get("learning_rate", LEARNER["learning_rate"])
         args.tasks = list(dict.fromkeys(r["task"] for r in results))
         names = tuple(c for c in CONDITION_NAMES if any(r["condition"] == c for r in results))
     else:
-        jobs = [Job(t, c, s, args.tokens, args.eval_examples) for t in args.tasks for s in args.seeds for c in names]
-        print(f"{len(jobs)} runs of {args.tokens:,} env steps, {args.workers} at a time", flush=True)
         t0 = time.perf_counter()
-        if args.workers == 1:
-            results = [run_job(j) for j in jobs]
-        else:
-            with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
-                results = pool.map(run_job, jobs, chunksize=1)
+        with tempfile.TemporaryDirectory() as warm_dir:
+            init = {(t, s): "scratch" for t in args.tasks for s in args.seeds}
+            if args.init == "mle":
+                keys = list(init)
+                print(f"{len(keys)} warm starts of {args.mle_steps} maximum-likelihood steps", flush=True)
+                paths = _map(_warm_start, [(t, s, args.mle_steps, warm_dir) for t, s in keys], args.workers)
+                init = dict(zip(keys, paths))
+            jobs = [Job(t, c, s, args.tokens, args.eval_examples, init[t, s], args.learning_rate)
+                    for t in args.tasks for s in args.seeds for c in names]
+            print(f"{len(jobs)} runs of {args.tokens:,} env steps, {args.workers} at a time", flush=True)
+            results = _map(run_job, jobs, args.workers)
         wall = time.perf_counter() - t0
         args.out.parent.mkdir(parents=True, exist_ok=True)
         raw.write_text(json.dumps({"command": command, "seeds": args.seeds, "tokens": args.tokens, "workers": args.workers,
-                                   "eval_examples": args.eval_examples, "wall": wall, "results": results}))
+                                   "eval_examples": args.eval_examples, "init": args.init, "learning_rate": args.learning_rate, "mle_steps": args.mle_steps,
+                                   "wall": wall, "results": results}))
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tables, pngs = {}, {}
