@@ -123,6 +123,10 @@ def run_one(job: tuple[str, str, int, int, int, str]) -> tuple[str, int, dict[st
     return algo, seed, result
 
 
+def _speed(tok_s: float) -> str:
+    return f"{tok_s:,.0f}" if tok_s >= 100 else f"{tok_s:.1f}"
+
+
 def final_score(result: dict[str, Any]) -> float:
     """Mean score of the last FINAL_FRACTION of episodes (ours: of updates, each the same number of episodes)."""
     scores = np.asarray(result["scores"], dtype=float)
@@ -234,7 +238,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for algo in algos:
         r = rows[algo]
         table.append(
-            f"| {LABELS[algo]} | {r['tok_s']:,.0f} ± {r['tok_s_std']:,.0f} | {r['ratio']:.2f}x | "
+            f"| {LABELS[algo]} | {_speed(r['tok_s'])} ± {_speed(r['tok_s_std'])} | {r['ratio']:.2f}x | "
             f"{r['final']:.3f} ± {r['final_std']:.3f} | {', '.join(f'{x:.3f}' for x in r['finals'])} | {r['episodes']:,.0f} |"
         )
     table.append(f"| random policy | | | {random_score:.3f} | | 500 |")
