@@ -75,6 +75,29 @@ def sequence_loss(model: PolicyModel, source: torch.Tensor, targets: torch.Tenso
     )
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights (Polyak averaging), updated after each optimiser
+    step: the running form of the checkpoint averaging that Transformer translation recipes use (Vaswani et
+    al. 2017 average the last 5 checkpoints). Buffers are copied, not averaged."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"decay must be in (0, 1), got {decay!r}")
+        self.model, self.decay = model, decay
+        self.params = [p.detach().clone() for p in model.parameters()]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """avg <- decay * avg + (1 - decay) * weights."""
+        torch._foreach_lerp_(self.params, [p.detach() for p in self.model.parameters()], 1.0 - self.decay)
+
+    @torch.no_grad()
+    def copy_to(self, model: torch.nn.Module | None = None) -> None:
+        """Write the averaged weights into ``model`` (default: the averaged model itself)."""
+        for target, avg in zip((model or self.model).parameters(), self.params):
+            target.copy_(avg)
+
+
 def mle_train(
     model: PolicyModel,
     task: Task,
@@ -82,8 +105,13 @@ def mle_train(
     seed: int = 0,
     autocast: torch.autocast | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    average: WeightAverage | None = None,
 ) -> list[float]:
-    """Train ``model`` on ``task``'s train references; returns the loss of every step."""
+    """Train ``model`` on ``task``'s train references; returns the loss of every step.
+
+    ``average``, if given, is updated after every optimiser step (inside the timed step, so it counts
+    against ``max_seconds``); the model keeps its own weights, the caller copies the average in if it wants.
+    """
     device = next(model.parameters()).device
     examples = task.examples("train")
     targets_np = reference_targets(examples, model.config.max_target_len)  # (M, T)
@@ -124,6 +152,8 @@ def mle_train(
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         optimizer.step()
         schedule.step()
+        if average is not None:
+            average.update()
         losses.append(loss.detach().item())
         trained += time.perf_counter() - t0
         if on_step is not None:

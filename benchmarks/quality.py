@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=400)
+    parser.add_argument("--ema", type=float, default=0.998,
+                        help="multi30k: decay of the weight average (agents.supervised.WeightAverage) the MLE "
+                             "arms are scored with; 0 scores the raw weights")
     parser.add_argument("--rl-algo", default="rloo", choices=["ppo", "reinforce", "rloo"])
     parser.add_argument("--rl-lr", type=float, default=1e-5)
     parser.add_argument("--rl-temperature", type=float, default=0.5)
@@ -161,7 +164,7 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
 
     from agents.model import ModelConfig, PolicyModel
     from agents.ppo import PPOConfig
-    from agents.supervised import mle_train
+    from agents.supervised import WeightAverage, mle_train
     from ir_env.tasks.data import read_multi30k
     from ir_env.tasks.real import MULTI30K_FILES, Multi30kTask
 
@@ -171,6 +174,7 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
     config = ModelConfig.preset(args.model, len(task.vocab), task.max_source_len, task.max_generation_len, dropout=0.1)
     model = PolicyModel(config)
     mle = mle_recipe(args, args.minutes, label_smoothing=0.1)
+    average = WeightAverage(model, args.ema) if args.ema else None
     snapshot_at = (args.minutes - args.rl_minutes) * 60
     curve: list[dict[str, float]] = []
     snapshot: dict[str, torch.Tensor] = {}
@@ -181,6 +185,9 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
         trained = t0 - clock["start"] - clock["outside"]
         if args.rl_minutes > 0 and not snapshot and trained >= snapshot_at:
             snapshot.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+            if average is not None:  # the RL arm starts from what the MLE arm is scored with: the average
+                names = [name for name, _ in model.named_parameters()]
+                snapshot.update({name: avg.clone() for name, avg in zip(names, average.params)})
             snapshot["_step"] = torch.tensor(step + 1)
         if trained >= clock["next_eval"]:
             score, _, _ = corpus_bleu(model, task, "valid", refs["valid"])
@@ -191,10 +198,16 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
         clock["outside"] += time.perf_counter() - t0
 
     print(f"multi30k MLE: {args.model} ({model.num_parameters() / 1e6:.1f}M parameters), {args.minutes:g} min", flush=True)
-    losses = mle_train(model, task, mle, seed=args.seed, on_step=on_step)
+    losses = mle_train(model, task, mle, seed=args.seed, on_step=on_step, average=average)
     result: dict[str, Any] = {"parameters": model.num_parameters(), "mle_steps": len(losses),
                               "mle_train_seconds": time.perf_counter() - clock["start"] - clock["outside"],
                               "valid_curve": curve}
+    if average is not None:
+        valid_raw, _, _ = corpus_bleu(model, task, "valid", refs["valid"])
+        test_raw, _, _ = corpus_bleu(model, task, "test", refs["test"])
+        result["mle_raw"] = {"valid_bleu": valid_raw, "test_bleu": test_raw}
+        print(f"MLE {args.minutes:g} min, last weights: valid {valid_raw:.2f}, test {test_raw:.2f}", flush=True)
+        average.copy_to()
     valid_mle, _, _ = corpus_bleu(model, task, "valid", refs["valid"])
     test_mle, signature, hyps = corpus_bleu(model, task, "test", refs["test"])
     result["signature"] = signature
@@ -370,10 +383,16 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
              f"Model: `{a['model']}` ({r['parameters'] / 1e6:.1f}M parameters), from scratch, seed {a['seed']}. "
              f"MLE: batch {a['batch_size']} sentences (length buckets), Adam (0.9, 0.98), peak lr {a['lr']:g}, "
              f"warm-up {a['warmup']} steps then inverse-sqrt decay, dropout 0.1, label smoothing 0.1; budget "
-             f"{a['minutes']:g} min of optimiser steps per arm (evaluations excluded). Protocol: the docstring of "
-             "`benchmarks/quality.py`.", "",
+             f"{a['minutes']:g} min of optimiser steps per arm (evaluations excluded). "
+             + (f"The MLE arms are scored with an exponential moving average of the weights (decay {a['ema']:g}, "
+                "updated every step inside the timed budget; the running form of checkpoint averaging); the "
+                "last raw weights are shown too. " if a.get("ema") else "")
+             + "Protocol: the docstring of `benchmarks/quality.py`.", "",
              "| arm | training | valid BLEU | test2016 BLEU |", "|---|---|---|---|",
              f"| MLE | {a['minutes']:g} min, {r['mle_steps']} steps | {r['mle']['valid_bleu']:.2f} | {r['mle']['test_bleu']:.2f} |"]
+    if "mle_raw" in r:
+        lines.append(f"| MLE, last weights instead of the average | the same run | {r['mle_raw']['valid_bleu']:.2f} | "
+                     f"{r['mle_raw']['test_bleu']:.2f} |")
     if "mle_rl" in r:
         s, rl = r["mle_snapshot"], r["mle_rl"]
         lines += [
@@ -381,7 +400,7 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
             f"| MLE + RL ({a['rl_algo']}, instant BLEU, lr {a['rl_lr']:g}, T={a['rl_temperature']:g}, {a['rl_envs']} envs) "
             f"| {s['minutes']:g} + {a['rl_minutes']:g} min, {rl['rl_updates']} updates, {rl['rl_tokens']:,} tokens "
             f"| {rl['valid_bleu']:.2f} | {rl['test_bleu']:.2f} |"]
-    lines += ["", "Valid BLEU during the MLE run:", "", "| training minutes | step | loss | valid BLEU |", "|---|---|---|---|"]
+    lines += ["", "Valid BLEU during the MLE run (the raw weights of that moment):", "", "| training minutes | step | loss | valid BLEU |", "|---|---|---|---|"]
     lines += [f"| {c['minutes']:.1f} | {c['step']} | {c['loss']:.3f} | {c['valid_bleu']:.2f} |" for c in r["valid_curve"]]
     lines += ["", "First test2016 outputs (MLE):", ""] + [f"- {h}" for h in r["mle"]["test_examples"]] + [""]
     return lines

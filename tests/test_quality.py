@@ -30,13 +30,14 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
     r = results["multi30k"]
     assert r["signature"].startswith("nrefs:1|case:lc|eff:no|tok:13a")
     assert r["mle_steps"] > 0 and r["mle_snapshot"]["step"] <= r["mle_steps"]
-    for arm in ("mle", "mle_snapshot", "mle_rl"):
+    for arm in ("mle", "mle_raw", "mle_snapshot", "mle_rl"):
         assert 0.0 <= r[arm]["test_bleu"] <= 100.0 and 0.0 <= r[arm]["valid_bleu"] <= 100.0
     assert r["mle_rl"]["rl_tokens"] > 0
     assert r["valid_curve"] and all(c["minutes"] >= 0.04 for c in r["valid_curve"])
     assert len(r["mle"]["test_examples"]) == 5 and all(isinstance(h, str) for h in r["mle"]["test_examples"])
     text = (tmp_path / "quality.md").read_text()
     assert "## Multi30k en->de (test2016)" in text and "| MLE + RL (rloo" in text
+    assert "moving average of the weights (decay 0.998" in text and "| MLE, last weights instead of the average" in text
     assert f"{r['mle']['test_bleu']:.2f}" in text
 
 
