@@ -70,7 +70,7 @@ TASKS: dict[str, tuple[Callable[..., Task], str]] = {
     "translation:multi30k": (_multi30k, "real data: Multi30k image captions, English to German; BLEU"),
     "sentiment:sst2": (_sst2, "real data: continue SST-2 review openings positively; VADER compound or an SST-2 CNN (scorer=)"),
     "matching:squad": (_squad, "real data: SQuAD v1.1 questions on Wikipedia paragraphs; SQuAD token F1"),
-    "matching:mrpc": (_mrpc, "real data: paraphrase MRPC news sentences; BLEU"),
+    "matching:mrpc": (_mrpc, "real data: paraphrase MRPC news sentences; BLEU (judges: chrF, embedding similarity)"),
 }
 #: The tasks that read files from a data folder (``data_dir=`` or $IR_DATA_DIR) instead of generating data.
 DATA_TASKS: frozenset[str] = frozenset({"translation:multi30k", "sentiment:sst2", "matching:squad", "matching:mrpc"})

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ir_env.tasks.base import SPLITS, Examples
+from ir_env.tasks.base import SPLITS, Examples, check_split
 from ir_env.tasks.corpus import (
     BleuCorpusTask,
     CorpusTask,
@@ -443,13 +443,37 @@ class MrpcTask(BleuCorpusTask):
     Sizes with the defaults: 2,201 / 276 / 276 pairs; a vocabulary of 7,685 tokens; S = T = 40. With so
     little training text, about 12% of valid/test reference tokens are UNK.
 
+    Judges: BLEU is the reward; ``judges(outputs, example_ids, split)`` scores finished outputs by held-out
+    metrics of the same reference, so a policy that games n-gram overlap shows a gap between the two:
+
+    - ``"chrf"``: sacrebleu's sentence chrF / 100, in [0, 1]; always reported.
+    - ``"embedding"``: cosine similarity of all-MiniLM-L6-v2 sentence embeddings, in [-1, 1]
+      (``ir_env.rewards.embedding``; an empty output scores 0). It needs the optional extra,
+      ``pip install "instant-reward[embed]"``, and is reported when that is installed (or always with
+      ``embedding_judge=True``, which raises ImportError here when it is not).
+
+    Judges compare the detokenised output with the reference sentence as written (lower-cased when the
+    task lower-cases), not with its token ids: no UNK and no cut at T, so even the reference's own ids
+    may score below 1. The embedding judge costs a transformer pass per text (about 50 pairs per second
+    on one CPU thread), so judges score finished outputs, not prefixes.
+
     Args:
         data_dir: the data folder (holding ``mrpc/``); None reads ``$IR_DATA_DIR``.
         lowercase: lower-case both sentences before tokenising (BLEU is then case-insensitive).
         min_freq, max_vocab, max_train, max_source_len, max_generation_len: as for ``Multi30kTask``.
+        embedding_judge: None (default) judges by embedding similarity when the ``embed`` extra is
+            installed; True always (ImportError naming the pip command if the extra is missing); False never.
+        embedding_device: the torch device of the embedding judge, ``"cpu"`` or ``"cuda"``.
+
+    Attributes:
+        judge_names: the judges ``judges`` reports, ``("chrf",)`` or ``("chrf", "embedding")``.
+        reference_texts: split -> the reference sentences the judges read (as written, lower-cased when
+            ``lowercase``), in example order.
     """
 
     name = "matching:mrpc"
+    #: Every judge this task can report, in report order.
+    JUDGES: tuple[str, ...] = ("chrf", "embedding")
 
     def __init__(
         self,
@@ -460,15 +484,66 @@ class MrpcTask(BleuCorpusTask):
         max_train: int | None = None,
         max_source_len: int | None = None,
         max_generation_len: int | None = None,
+        embedding_judge: bool | None = None,
+        embedding_device: str = "cpu",
     ):
         self._check_options(data_dir, min_freq, max_vocab, max_train, max_source_len, max_generation_len)
         self.lowercase = check_bool("lowercase", lowercase)
+        self._init_judges(embedding_judge, embedding_device)
         positive = [row for row in read_mrpc(data_dir) if row.label == 1]
         splits = assign_splits(sentence_clusters([(row.id1, row.id2) for row in positive]))
         pairs: dict[str, list[WordPair]] = {split: [] for split in SPLITS}
+        self.reference_texts: dict[str, list[str]] = {split: [] for split in SPLITS}
         for row, split in zip(positive, splits):
             pairs[split].append((tokenize_13a(row.sentence1, lowercase), tokenize_13a(row.sentence2, lowercase)))
+            self.reference_texts[split].append(row.sentence2.lower() if lowercase else row.sentence2)
         pairs["train"] = pairs["train"][: self.max_train]
+        self.reference_texts["train"] = self.reference_texts["train"][: self.max_train]
         words = frequent_words((s + r for s, r in pairs["train"]), self.min_freq, self.max_vocab)
         self._build(pairs, output_words=words, source_words=[])
         self._check_bleu_ids()
+
+    def _init_judges(self, embedding_judge: object, embedding_device: object) -> None:
+        from ir_env.rewards.embedding import (
+            check_device,
+            check_embedding_installed,
+            embedding_installed,
+        )
+
+        if embedding_judge is not None and not isinstance(embedding_judge, bool):
+            raise TypeError(f"embedding_judge must be None, True or False, got {embedding_judge!r} "
+                            f"({type(embedding_judge).__name__})")
+        if not isinstance(embedding_device, str):
+            raise TypeError(f"embedding_device must be a string such as 'cpu' or 'cuda', got {embedding_device!r} "
+                            f"({type(embedding_device).__name__})")
+        if embedding_judge:
+            check_embedding_installed()  # asked for by name: a missing extra fails here, not in the first judging
+        embedding = embedding_installed() if embedding_judge is None else embedding_judge
+        self.embedding_device = check_device(embedding_device) if embedding else embedding_device
+        self.judge_names: tuple[str, ...] = self.JUDGES if embedding else ("chrf",)
+
+    def judges(self, outputs: Sequence[Sequence[int]], example_ids: Sequence[int], split: str = "valid") -> dict[str, np.ndarray]:
+        """Held-out judges of finished outputs: judge name (``judge_names``) -> float64 scores (len(outputs),).
+
+        Args:
+            outputs: token ids of each output (an EOS and what follows it are ignored).
+            example_ids: the example of ``split`` each output paraphrases (its reference is judged against).
+            split: the split of ``example_ids``.
+        """
+        import sacrebleu
+
+        references = self.reference_texts[check_split(split)]
+        ids = np.asarray(example_ids, dtype=np.int64).reshape(-1)
+        if len(ids) != len(outputs):
+            raise ValueError(f"got {len(outputs)} outputs but {len(ids)} example_ids; pass one example id per output")
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(references)):
+            raise ValueError(f"example_ids must lie in [0, {len(references)}) for split {split!r}, got {ids.tolist()}")
+        texts = [self.vocab.detokenize(o) for o in outputs]  # stops at EOS
+        wanted = [references[i] for i in ids.tolist()]
+        scores = {"chrf": np.array([sacrebleu.sentence_chrf(h, [r]).score / 100.0 for h, r in zip(texts, wanted)],
+                                   dtype=np.float64).reshape(-1)}
+        if "embedding" in self.judge_names:
+            from ir_env.rewards.embedding import embedding_similarity
+
+            scores["embedding"] = embedding_similarity(texts, wanted, device=self.embedding_device)
+        return scores
