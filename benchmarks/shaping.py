@@ -100,7 +100,7 @@ class Job:
 
 def warm_start(task_name: str, seed: int, steps: int, folder: str) -> str:
     """Train the ``MODEL`` on the task's references by maximum likelihood (``MLEConfig`` defaults but
-    ``steps``) and save it; every condition of this (task, seed) starts RL from the file. Own process."""
+    ``steps``) and save it; every run of the task starts RL from the file. Own process."""
     import torch
 
     torch.set_num_threads(1)
@@ -314,7 +314,8 @@ def markdown(tables: dict[str, dict[str, dict[str, Any]]], args: argparse.Namesp
         f"Learner (the same for every condition): `agents.trainer.train`, model `{MODEL}` "
         + ("from scratch, " if args.init == "scratch" else
            f"from a maximum-likelihood warm start ({args.mle_steps} steps of `MLEConfig` defaults, one per task "
-           "and seed, shared by every condition; PPO's first updates fit only the critic), ") +
+           "trained with the first seed and shared by every seed and condition, so the seeds vary the RL runs "
+           "only; PPO's first updates fit only the critic), ") +
         f"`PPOConfig({', '.join(f'{k}={v}' for k, v in {**LEARNER, 'learning_rate': args.learning_rate}.items())})`, "
         "otherwise the defaults "
         "(4 epochs x 4 minibatches, clip 0.2, gamma 1, GAE 0.95, 10-update lr warm-up, no entropy bonus).",
@@ -377,7 +378,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--eval-examples", type=int, default=256)
     parser.add_argument("--init", choices=["scratch", "mle"], default="scratch",
                         help="RL from a fresh policy, or from a maximum-likelihood warm start of --mle-steps trained "
-                             "once per (task, seed) and shared by every condition")
+                             "once per task (with the first seed) and shared by every seed and condition")
     parser.add_argument("--learning-rate", type=float, default=LEARNER["learning_rate"],
                         help="PPO's Adam step size, the same for every condition (fine-tuning a warm start wants less)")
     parser.add_argument("--mle-steps", type=int, default=300, help="warm-start steps (MLEConfig defaults otherwise)")
@@ -424,13 +425,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as warm_dir:
-            init = {(t, s): "scratch" for t in args.tasks for s in args.seeds}
-            if args.init == "mle":
-                keys = list(init)
-                print(f"{len(keys)} warm starts of {args.mle_steps} maximum-likelihood steps", flush=True)
-                paths = _map(_warm_start, [(t, s, args.mle_steps, warm_dir) for t, s in keys], args.workers)
-                init = dict(zip(keys, paths))
-            jobs = [Job(t, c, s, args.tokens, args.eval_examples, init[t, s], args.learning_rate)
+            init = {t: "scratch" for t in args.tasks}
+            if args.init == "mle":  # one per task (seed: the first), so the seeds vary the RL runs only
+                print(f"{len(init)} warm starts of {args.mle_steps} maximum-likelihood steps", flush=True)
+                paths = _map(_warm_start, [(t, args.seeds[0], args.mle_steps, warm_dir) for t in init], args.workers)
+                init = dict(zip(init, paths))
+            jobs = [Job(t, c, s, args.tokens, args.eval_examples, init[t], args.learning_rate)
                     for t in args.tasks for s in args.seeds for c in names]
             print(f"{len(jobs)} runs of {args.tokens:,} env steps, {args.workers} at a time", flush=True)
             results = _map(run_job, jobs, args.workers)
