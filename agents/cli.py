@@ -98,7 +98,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = RunConfig(
         task=args.task, reward=args.reward, reward_weights=args.reward_weights, seed=args.seed,
         total_tokens=args.total_tokens, model=args.model, device=args.device, out=args.out, init=args.init,
-        mle=MLEConfig(steps=args.mle_steps, learning_rate=args.mle_lr, batch_size=args.mle_batch_size), ppo=ppo, eval_every=args.eval_every,
+        mle=MLEConfig(steps=args.mle_steps, learning_rate=args.mle_lr, batch_size=args.mle_batch_size,
+                      warmup_steps=args.mle_warmup, schedule=args.mle_schedule, label_smoothing=args.mle_label_smoothing,
+                      adam_beta2=args.mle_beta2, length_buckets=args.mle_length_buckets,
+                      max_seconds=None if args.mle_minutes is None else args.mle_minutes * 60, ema_decay=args.mle_ema),
+        ppo=ppo, eval_every=args.eval_every,
         eval_examples=args.eval_examples, checkpoint_every=args.checkpoint_every, resume=args.resume,
         stop_after_updates=args.stop_after_updates, progress=not args.no_progress, task_kwargs=args.task_kwargs or {},
     )
@@ -221,6 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--mle-steps", type=int, default=1000, help="warm-start steps (--init mle)")
     train.add_argument("--mle-lr", type=float, default=2e-3)
     train.add_argument("--mle-batch-size", type=int, default=128)
+    train.add_argument("--mle-warmup", type=int, default=100, help="warm-start steps of linear lr warm-up")
+    train.add_argument("--mle-schedule", default="linear", choices=["linear", "inverse_sqrt"],
+                       help="warm-start lr after the warm-up: linear decay to 10%% at --mle-steps, or inverse-sqrt")
+    train.add_argument("--mle-label-smoothing", type=float, default=0.0)
+    train.add_argument("--mle-beta2", type=float, default=0.999, help="warm-start Adam beta2 (translation recipes: 0.98)")
+    train.add_argument("--mle-length-buckets", action="store_true", help="warm-start batches of similar length")
+    train.add_argument("--mle-minutes", type=float, default=None, help="stop the warm start after this much training time")
+    train.add_argument("--mle-ema", type=float, default=None,
+                       help="start RL from an exponential moving average of the warm start's weights (decay, e.g. 0.998)")
     train.add_argument("--algo", default="ppo", choices=ALGOS)
     train.add_argument("--num-envs", type=int, default=64, help="episodes per rollout (per rank)")
     train.add_argument("--lr", type=float, default=None,

@@ -49,10 +49,16 @@ class MLEConfig:
     max_seconds: float | None = None
     """Stop after this much training time (optimiser steps only, not ``on_step``'s own time) even if
     fewer than ``steps`` are done; None: no time limit."""
+    ema_decay: float | None = None
+    """If set, keep an exponential moving average of the weights (``WeightAverage``) and leave the model
+    holding it at the end (unless the caller passes its own ``average`` to ``mle_train``); None: the last
+    weights."""
 
     def __post_init__(self) -> None:
         if self.schedule not in ("linear", "inverse_sqrt"):
             raise ValueError(f"MLEConfig.schedule must be 'linear' or 'inverse_sqrt', got {self.schedule!r}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"MLEConfig.ema_decay must be None or in (0, 1), got {self.ema_decay!r}")
 
 
 def reference_targets(examples: Examples, max_len: int) -> np.ndarray:
@@ -111,7 +117,11 @@ def mle_train(
 
     ``average``, if given, is updated after every optimiser step (inside the timed step, so it counts
     against ``max_seconds``); the model keeps its own weights, the caller copies the average in if it wants.
+    Without one, ``config.ema_decay`` makes an average here and copies it into the model at the end.
     """
+    own_average = average is None and config.ema_decay is not None
+    if own_average:
+        average = WeightAverage(model, config.ema_decay)
     device = next(model.parameters()).device
     examples = task.examples("train")
     targets_np = reference_targets(examples, model.config.max_target_len)  # (M, T)
@@ -158,6 +168,8 @@ def mle_train(
         trained += time.perf_counter() - t0
         if on_step is not None:
             on_step(step, losses[-1])
+    if own_average:
+        average.copy_to()
     return losses
 
 

@@ -157,8 +157,12 @@ def test_cli_train_eval_and_sample_run_end_to_end(tmp_path, capsys):
     out = tmp_path / "cli"
     code = cli_main(["train", "--task", "matching:summary", "--model", "tiny", "--total-tokens", "500", "--num-envs", "16",
                      "--minibatches", "2", "--init", "mle", "--mle-steps", "5", "--out", str(out), "--no-progress",
-                     "--eval-examples", "16", "--kl-coef", "0.1"])
+                     "--eval-examples", "16", "--kl-coef", "0.1", "--mle-schedule", "inverse_sqrt", "--mle-warmup", "2",
+                     "--mle-label-smoothing", "0.1", "--mle-beta2", "0.98", "--mle-length-buckets", "--mle-ema", "0.9"])
     assert code == 0
+    meta = json.loads(next(out.rglob("meta.json")).read_text())
+    assert meta["config"]["mle"] == {**meta["config"]["mle"], "schedule": "inverse_sqrt", "warmup_steps": 2,
+                                     "label_smoothing": 0.1, "adam_beta2": 0.98, "length_buckets": True, "ema_decay": 0.9}
     assert (out / "metrics.csv").exists() and (out / "reference.safetensors").exists() and any((out / "tb").iterdir())
     summary = json.loads((out / "summary.json").read_text())
     assert summary["tokens"] >= 500 and 0.0 <= summary["valid"]["score"] <= 1.0

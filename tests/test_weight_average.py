@@ -45,3 +45,31 @@ def test_the_average_of_constant_weights_is_those_weights():
 def test_a_decay_outside_zero_one_is_refused(decay):
     with pytest.raises(ValueError, match="decay must be in"):
         WeightAverage(torch.nn.Linear(2, 2), decay)
+
+
+def test_mle_with_ema_decay_ends_holding_the_average_of_its_own_run():
+    from agents.model import ModelConfig, PolicyModel
+    from agents.supervised import MLEConfig, mle_train
+    from ir_env import make_task
+
+    task = make_task("translation")
+
+    def fresh() -> PolicyModel:
+        torch.manual_seed(0)
+        return PolicyModel(ModelConfig.preset("tiny", len(task.vocab), task.max_source_len, task.max_generation_len))
+
+    config = dict(steps=6, batch_size=8)
+    by_config = fresh()
+    mle_train(by_config, task, MLEConfig(**config, ema_decay=0.5), seed=1)
+    by_hand, raw = fresh(), fresh()
+    average = WeightAverage(by_hand, 0.5)
+    mle_train(by_hand, task, MLEConfig(**config), seed=1, average=average)
+    mle_train(raw, task, MLEConfig(**config), seed=1)
+    for p, q, r in zip(by_config.parameters(), by_hand.parameters(), raw.parameters()):
+        torch.testing.assert_close(q, r)  # an average passed in is the caller's: the model keeps its weights
+    average.copy_to()
+    for p, q in zip(by_config.parameters(), by_hand.parameters()):
+        torch.testing.assert_close(p, q)
+    assert any(not torch.equal(p, r) for p, r in zip(by_config.parameters(), raw.parameters()))
+    with pytest.raises(ValueError, match="ema_decay"):
+        MLEConfig(ema_decay=1.0)
