@@ -35,6 +35,7 @@ import datetime
 import json
 import multiprocessing as mp
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -309,7 +310,8 @@ def markdown(tables: dict[str, dict[str, dict[str, Any]]], args: argparse.Namesp
         f"Seeds: {' '.join(map(str, args.seeds))}; {args.tokens:,} env steps per run; tasks {', '.join(tables)}.  ",
         f"Machine: {machine_description()}  ",
         f"Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; "
-        f"{args.workers} runs at a time (one process each, torch.set_num_threads(1)); {wall:.0f} s in all.",
+        f"{args.workers} runs at a time (one process each, torch.set_num_threads(1)); "
+        + (f"{wall:.0f} s in all." if np.isfinite(wall) else "interrupted, so no total wall time."),
         "",
         f"Learner (the same for every condition): `agents.trainer.train`, model `{MODEL}` "
         + ("from scratch, " if args.init == "scratch" else
@@ -356,6 +358,34 @@ def markdown(tables: dict[str, dict[str, dict[str, Any]]], args: argparse.Namesp
     return "\n".join(lines)
 
 
+def _saved_runs(folder: Path, settings: dict[str, Any]) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """The runs saved in ``folder`` with these settings, by (task, condition, seed)."""
+    runs = {}
+    for file in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        saved = json.loads(file.read_text())
+        if saved["settings"] == settings:
+            r = saved["result"]
+            runs[r["task"], r["condition"], r["seed"]] = r
+    return runs
+
+
+def _save_run(folder: Path, settings: dict[str, Any], result: dict[str, Any], command: str, workers: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{result['task']}_{result['condition']}_{result['seed']}".replace(":", "_").replace("→", "-to-")
+    tmp = folder / f".{name}.tmp"
+    tmp.write_text(json.dumps({"settings": settings, "command": command, "workers": workers, "result": result}))
+    os.replace(tmp, folder / f"{name}.json")  # atomic: an interrupted write leaves no half file
+
+
+def _imap(fn, items: list, workers: int):
+    """``fn`` over ``items``, yielding each result as it finishes (in any order)."""
+    if workers == 1:
+        yield from (fn(item) for item in items)
+        return
+    with mp.get_context("spawn").Pool(workers, maxtasksperchild=1) as pool:
+        yield from pool.imap_unordered(fn, items, chunksize=1)
+
+
 def _map(fn, items: list, workers: int) -> list:
     """``fn`` over ``items``, in this process (workers == 1) or in fresh spawned ones, ``workers`` at a time."""
     if workers == 1:
@@ -387,7 +417,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="matching:summary, seeds 0 1, 20,000 steps (a few minutes on 2 cores); explicit options win")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/shaping.md"))
     parser.add_argument("--report-only", action="store_true",
-                        help="no training: rebuild the tables and plots from the runs saved next to --out (.json)")
+                        help="no training: rebuild the tables and plots from the runs saved next to --out (.json; "
+                             "for an interrupted study, the finished runs in the .runs folder)")
     args = parser.parse_args(argv)
     given = set(argv if argv is not None else sys.argv[1:])
     if args.data_dir:
@@ -413,6 +444,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     names = tuple(c for c in CONDITION_NAMES if c in args.conditions)
     raw = args.out.with_suffix(".json")
+    if args.report_only and not raw.exists() and raw.with_suffix(".runs").is_dir():
+        # an interrupted study: report the runs it finished (the table's "reached (k/n)" shows n per condition)
+        files = [json.loads(f.read_text()) for f in sorted(raw.with_suffix(".runs").glob("*.json"))]
+        settings = files[0]["settings"]
+        if any(f["settings"] != settings for f in files):
+            raise SystemExit(f"{raw.with_suffix('.runs')} holds runs of different settings; report them apart")
+        results = [f["result"] for f in files]
+        seeds = sorted({r["seed"] for r in results})
+        raw.write_text(json.dumps({
+            "command": f"{files[0]['command']} (interrupted: {len(results)} runs finished)", "seeds": seeds,
+            "workers": files[0]["workers"], "wall": float("nan"),
+            **{k: v for k, v in settings.items() if k != "mle_steps"}, "mle_steps": settings["mle_steps"],
+            "results": results}))
     if args.report_only:
         saved = json.loads(raw.read_text())
         results, wall, command = saved["results"], saved["wall"], saved["command"]
@@ -425,20 +469,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as warm_dir:
-            init = {t: "scratch" for t in args.tasks}
-            if args.init == "mle":  # one per task (seed: the first), so the seeds vary the RL runs only
+            # every finished run is saved at once in runs_dir; a rerun of the same command skips those runs
+            runs_dir = args.out.with_suffix(".runs")
+            settings = {"tokens": args.tokens, "eval_examples": args.eval_examples, "init": args.init,
+                        "mle_steps": args.mle_steps if args.init == "mle" else 0, "learning_rate": args.learning_rate}
+            wanted = [(t, c, s) for s in args.seeds for t in args.tasks for c in names]  # seed-major
+            done = _saved_runs(runs_dir, settings)
+            todo = [key for key in wanted if key not in done]
+            if len(todo) < len(wanted):
+                print(f"{len(wanted) - len(todo)} runs already saved in {runs_dir}; {len(todo)} to go", flush=True)
+            init = {t: "scratch" for t in dict.fromkeys(t for t, _, _ in todo)}
+            if args.init == "mle" and init:  # one per task (seed: the first), so the seeds vary the RL runs only
                 print(f"{len(init)} warm starts of {args.mle_steps} maximum-likelihood steps", flush=True)
                 paths = _map(_warm_start, [(t, args.seeds[0], args.mle_steps, warm_dir) for t in init], args.workers)
                 init = dict(zip(init, paths))
-            jobs = [Job(t, c, s, args.tokens, args.eval_examples, init[t], args.learning_rate)
-                    for t in args.tasks for s in args.seeds for c in names]
+            jobs = [Job(t, c, s, args.tokens, args.eval_examples, init[t], args.learning_rate) for t, c, s in todo]
             print(f"{len(jobs)} runs of {args.tokens:,} env steps, {args.workers} at a time", flush=True)
-            results = _map(run_job, jobs, args.workers)
+            for result in _imap(run_job, jobs, args.workers):
+                _save_run(runs_dir, settings, result, command, args.workers)
+                done[result["task"], result["condition"], result["seed"]] = result
+            results = [done[key] for key in wanted]
         wall = time.perf_counter() - t0
         args.out.parent.mkdir(parents=True, exist_ok=True)
         raw.write_text(json.dumps({"command": command, "seeds": args.seeds, "tokens": args.tokens, "workers": args.workers,
                                    "eval_examples": args.eval_examples, "init": args.init, "learning_rate": args.learning_rate, "mle_steps": args.mle_steps,
                                    "wall": wall, "results": results}))
+        shutil.rmtree(runs_dir)  # everything is in the .json now
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tables, pngs = {}, {}

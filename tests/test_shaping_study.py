@@ -94,3 +94,48 @@ def test_runs_from_a_shared_maximum_likelihood_warm_start(tmp_path):
     assert [r["condition"] for r in warm] == [r["condition"] for r in scratch] == ["sparse", "instant"]
     assert warm[0]["scores"][0] == warm[1]["scores"][0]
     assert warm[0]["scores"][0] != scratch[0]["scores"][0]
+
+
+def test_an_interrupted_study_keeps_its_finished_runs_and_a_rerun_does_only_the_rest(tmp_path, monkeypatch):
+    import benchmarks.shaping as shaping
+
+    out = tmp_path / "study.md"
+    args = ["--tasks", "matching:summary", "--seeds", "0", "--conditions", "sparse", "instant", "--tokens", "200",
+            "--eval-examples", "8", "--workers", "1", "--out", str(out)]
+    real_run_job, ran = shaping.run_job, []
+
+    def dies_on_the_second_run(job):
+        if ran:
+            raise KeyboardInterrupt
+        ran.append(job.condition)
+        return real_run_job(job)
+
+    monkeypatch.setattr(shaping, "run_job", dies_on_the_second_run)
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    saved = list(out.with_suffix(".runs").glob("*.json"))
+    assert ran == ["sparse"] and len(saved) == 1 and not out.exists()
+    # the finished run can be reported as it is
+    partial = main(["--report-only", "--out", str(out)])
+    assert [r["condition"] for r in partial["results"]] == ["sparse"]
+    assert "(interrupted: 1 runs finished)" in out.read_text() and "no total wall time" in out.read_text()
+    out.unlink()
+    out.with_suffix(".json").unlink()
+
+    def counts(job):
+        ran.append(job.condition)
+        return real_run_job(job)
+
+    monkeypatch.setattr(shaping, "run_job", counts)
+    results = main(args)["results"]
+    assert ran == ["sparse", "instant"]  # only the missing run was trained
+    assert [r["condition"] for r in results] == ["sparse", "instant"] and out.exists()
+    assert not out.with_suffix(".runs").exists()  # folded into study.json
+    # runs saved under other settings (here: another budget) are not reused
+    ran.clear()
+    monkeypatch.setattr(shaping, "run_job", dies_on_the_second_run)
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    monkeypatch.setattr(shaping, "run_job", counts)
+    main(args[:-2] + ["--tokens", "300", "--out", str(out)])
+    assert ran == ["sparse", "sparse", "instant"]
