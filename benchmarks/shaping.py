@@ -99,9 +99,10 @@ class Job:
     learning_rate: float = LEARNER["learning_rate"]
 
 
-def warm_start(task_name: str, seed: int, steps: int, folder: str) -> str:
+def warm_start(task_name: str, seed: int, steps: int, folder: str, batch_size: int = 128) -> str:
     """Train the ``MODEL`` on the task's references by maximum likelihood (``MLEConfig`` defaults but
-    ``steps``) and save it; every run of the task starts RL from the file. Own process."""
+    ``steps`` and ``batch_size``) and save it; every run of the task starts RL from the file. Own process.
+    A file already saved for the same settings is reused (the warm start is deterministic)."""
     import torch
 
     torch.set_num_threads(1)
@@ -110,15 +111,17 @@ def warm_start(task_name: str, seed: int, steps: int, folder: str) -> str:
     from agents.trainer import RunConfig, build_model
     from ir_env import make_task
 
+    path = Path(folder) / f"warm_{task_name.replace(':', '_')}_seed{seed}_{steps}x{batch_size}.safetensors"
+    if path.exists():
+        return str(path)
     task = make_task(task_name)
     model = build_model(RunConfig(task=task_name, model=MODEL, seed=seed), task, torch.device("cpu"))
-    mle_train(model, task, MLEConfig(steps=steps), seed=seed)
-    path = Path(folder) / f"{task_name.replace(':', '_')}_{seed}.safetensors"
+    mle_train(model, task, MLEConfig(steps=steps, batch_size=batch_size), seed=seed)
     export_weights(model, path)
     return str(path)
 
 
-def _warm_start(args: tuple[str, int, int, str]) -> str:
+def _warm_start(args: tuple[str, int, int, str, int]) -> str:
     return warm_start(*args)
 
 
@@ -315,7 +318,8 @@ def markdown(tables: dict[str, dict[str, dict[str, Any]]], args: argparse.Namesp
         "",
         f"Learner (the same for every condition): `agents.trainer.train`, model `{MODEL}` "
         + ("from scratch, " if args.init == "scratch" else
-           f"from a maximum-likelihood warm start ({args.mle_steps} steps of `MLEConfig` defaults, one per task "
+           f"from a maximum-likelihood warm start ({args.mle_steps} steps of {args.mle_batch_size} sequences, "
+           "`MLEConfig` defaults otherwise, one per task "
            "trained with the first seed and shared by every seed and condition, so the seeds vary the RL runs "
            "only; PPO's first updates fit only the critic), ") +
         f"`PPOConfig({', '.join(f'{k}={v}' for k, v in {**LEARNER, 'learning_rate': args.learning_rate}.items())})`, "
@@ -412,6 +416,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--learning-rate", type=float, default=LEARNER["learning_rate"],
                         help="PPO's Adam step size, the same for every condition (fine-tuning a warm start wants less)")
     parser.add_argument("--mle-steps", type=int, default=300, help="warm-start steps (MLEConfig defaults otherwise)")
+    parser.add_argument("--mle-batch-size", type=int, default=128, help="warm-start sequences per step")
     parser.add_argument("--workers", type=int, default=2, help="runs at once, one process each")
     parser.add_argument("--quick", action="store_true",
                         help="matching:summary, seeds 0 1, 20,000 steps (a few minutes on 2 cores); explicit options win")
@@ -455,7 +460,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raw.write_text(json.dumps({
             "command": f"{files[0]['command']} (interrupted: {len(results)} runs finished)", "seeds": seeds,
             "workers": files[0]["workers"], "wall": float("nan"),
-            **{k: v for k, v in settings.items() if k != "mle_steps"}, "mle_steps": settings["mle_steps"],
+            **settings,
             "results": results}))
     if args.report_only:
         saved = json.loads(raw.read_text())
@@ -463,36 +468,41 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.seeds, args.tokens, args.workers = saved["seeds"], saved["tokens"], saved["workers"]
         args.eval_examples = saved["eval_examples"]
         args.init, args.mle_steps = saved.get("init", "scratch"), saved.get("mle_steps", 0)
+        args.mle_batch_size = saved.get("mle_batch_size", 128)
         args.learning_rate = saved.get("learning_rate", LEARNER["learning_rate"])
         args.tasks = list(dict.fromkeys(r["task"] for r in results))
         names = tuple(c for c in CONDITION_NAMES if any(r["condition"] == c for r in results))
     else:
         t0 = time.perf_counter()
-        with tempfile.TemporaryDirectory() as warm_dir:
-            # every finished run is saved at once in runs_dir; a rerun of the same command skips those runs
-            runs_dir = args.out.with_suffix(".runs")
-            settings = {"tokens": args.tokens, "eval_examples": args.eval_examples, "init": args.init,
-                        "mle_steps": args.mle_steps if args.init == "mle" else 0, "learning_rate": args.learning_rate}
-            wanted = [(t, c, s) for s in args.seeds for t in args.tasks for c in names]  # seed-major
-            done = _saved_runs(runs_dir, settings)
-            todo = [key for key in wanted if key not in done]
-            if len(todo) < len(wanted):
-                print(f"{len(wanted) - len(todo)} runs already saved in {runs_dir}; {len(todo)} to go", flush=True)
-            init = {t: "scratch" for t in dict.fromkeys(t for t, _, _ in todo)}
-            if args.init == "mle" and init:  # one per task (seed: the first), so the seeds vary the RL runs only
-                print(f"{len(init)} warm starts of {args.mle_steps} maximum-likelihood steps", flush=True)
-                paths = _map(_warm_start, [(t, args.seeds[0], args.mle_steps, warm_dir) for t in init], args.workers)
-                init = dict(zip(init, paths))
-            jobs = [Job(t, c, s, args.tokens, args.eval_examples, init[t], args.learning_rate) for t, c, s in todo]
-            print(f"{len(jobs)} runs of {args.tokens:,} env steps, {args.workers} at a time", flush=True)
-            for result in _imap(run_job, jobs, args.workers):
-                _save_run(runs_dir, settings, result, command, args.workers)
-                done[result["task"], result["condition"], result["seed"]] = result
-            results = [done[key] for key in wanted]
+        # every finished run is saved at once in runs_dir; a rerun of the same command skips those runs
+        runs_dir = args.out.with_suffix(".runs")
+        settings = {"tokens": args.tokens, "eval_examples": args.eval_examples, "init": args.init,
+                    "mle_steps": args.mle_steps if args.init == "mle" else 0, "learning_rate": args.learning_rate}
+        if args.init == "mle":
+            settings["mle_batch_size"] = args.mle_batch_size
+        wanted = [(t, c, s) for s in args.seeds for t in args.tasks for c in names]  # seed-major
+        done = _saved_runs(runs_dir, settings)
+        todo = [key for key in wanted if key not in done]
+        if len(todo) < len(wanted):
+            print(f"{len(wanted) - len(todo)} runs already saved in {runs_dir}; {len(todo)} to go", flush=True)
+        init = {t: "scratch" for t in dict.fromkeys(t for t, _, _ in todo)}
+        if args.init == "mle" and init:  # one per task (seed: the first), so the seeds vary the RL runs only
+            print(f"{len(init)} warm starts of {args.mle_steps} maximum-likelihood steps", flush=True)
+            runs_dir.mkdir(parents=True, exist_ok=True)  # kept with the runs, so a rerun reuses them
+            paths = _map(_warm_start, [(t, args.seeds[0], args.mle_steps, str(runs_dir), args.mle_batch_size)
+                                       for t in init], args.workers)
+            init = dict(zip(init, paths))
+        jobs = [Job(t, c, s, args.tokens, args.eval_examples, init[t], args.learning_rate) for t, c, s in todo]
+        print(f"{len(jobs)} runs of {args.tokens:,} env steps, {args.workers} at a time", flush=True)
+        for result in _imap(run_job, jobs, args.workers):
+            _save_run(runs_dir, settings, result, command, args.workers)
+            done[result["task"], result["condition"], result["seed"]] = result
+        results = [done[key] for key in wanted]
         wall = time.perf_counter() - t0
         args.out.parent.mkdir(parents=True, exist_ok=True)
         raw.write_text(json.dumps({"command": command, "seeds": args.seeds, "tokens": args.tokens, "workers": args.workers,
                                    "eval_examples": args.eval_examples, "init": args.init, "learning_rate": args.learning_rate, "mle_steps": args.mle_steps,
+                                   "mle_batch_size": args.mle_batch_size,
                                    "wall": wall, "results": results}))
         shutil.rmtree(runs_dir)  # everything is in the .json now
 
