@@ -85,9 +85,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=400)
-    parser.add_argument("--ema", type=float, default=0.998,
-                        help="multi30k: decay of the weight average (agents.supervised.WeightAverage) the MLE "
-                             "arms are scored with; 0 scores the raw weights")
+    parser.add_argument("--ema", type=float, default=0.0,
+                        help="multi30k: if > 0, the decay of a weight average (agents.supervised.WeightAverage) the "
+                             "MLE arms are scored with, the last weights shown beside it; 0 (default) scores the "
+                             "last weights. At 0.998 an 8-minute tiny run scored worse averaged (valid 10.4 against "
+                             "16.7): the average lags a model that is still improving fast")
     parser.add_argument("--rl-algo", default="rloo", choices=["ppo", "reinforce", "rloo"])
     parser.add_argument("--rl-lr", type=float, default=1e-5)
     parser.add_argument("--rl-temperature", type=float, default=0.5)

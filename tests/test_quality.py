@@ -24,7 +24,7 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
     monkeypatch.setenv("IR_DATA_DIR", str(data_dir))
     (tmp_path / "quality.json").write_text(json.dumps({"kept": {"from": "an earlier run"}}))
     main(["--parts", "multi30k", "--model", "tiny", "--minutes", "0.12", "--rl-minutes", "0.04",
-          "--eval-minutes", "0.04", "--rl-envs", "16", "--threads", "1", "--out", str(tmp_path)])
+          "--eval-minutes", "0.04", "--rl-envs", "16", "--threads", "1", "--ema", "0.998", "--out", str(tmp_path)])
     results = json.loads((tmp_path / "quality.json").read_text())
     assert results["kept"] == {"from": "an earlier run"}
     r = results["multi30k"]
