@@ -22,9 +22,20 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 import agents.checkpoint as ckpt
-from agents.checkpoint import (CHECKPOINT_DIR, META_FILE, MODEL_FILE, PREV_DIR, TRAINER_FILE, CheckpointError,
-                               capture_rng_state, export_weights, load_checkpoint, load_weights,
-                               restore_rng_state, save_checkpoint)
+from agents.checkpoint import (
+    CHECKPOINT_DIR,
+    META_FILE,
+    MODEL_FILE,
+    PREV_DIR,
+    TRAINER_FILE,
+    CheckpointError,
+    capture_rng_state,
+    export_weights,
+    load_checkpoint,
+    load_weights,
+    restore_rng_state,
+    save_checkpoint,
+)
 
 VOCAB, WIDTH = 11, 8
 CONFIG = {"d_model": WIDTH, "vocab_size": VOCAB, "lr": 1e-2, "layers": (1, 2)}

@@ -9,7 +9,6 @@ skip when it is absent. Training runs on a few thousand phrases with a small mod
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from shipped import shipped
 
 from agents.classifier import train_sentiment_classifier
 from agents.cli import main as cli_main
@@ -40,7 +40,6 @@ from ir_env.tasks.base import Examples
 from ir_env.tasks.real import CLASSIFIER_ENV, Sst2Task
 from ir_env.tokenizer import NUM_SPECIAL, Vocabulary
 
-SHIPPED = Path(os.environ.get("IR_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 #: A small, quick classifier: about 0.69 dev accuracy after 2 s of training on 4,000 phrases.
 TINY = ClassifierConfig(embedding_dim=32, num_filters=16)
 QUICK = {"epochs": 3, "max_train": 4_000, "learning_rate": 1e-2, "config": TINY, "progress": False}
@@ -49,9 +48,7 @@ SMALL_TASK = {"max_train": 300}
 
 @pytest.fixture(scope="module")
 def data_dir() -> Path:
-    if not (SHIPPED / "sst2").is_dir():
-        pytest.skip(f"no SST-2 data at {SHIPPED / 'sst2'}: set IR_DATA_DIR to the folder holding sst2/")
-    return SHIPPED
+    return shipped("sst2")
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ import pytest
 import sacrebleu
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+from shipped import shipped
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from ir_env import EOS, InstantRewardEnv
@@ -43,7 +44,6 @@ from ir_env.tasks.data import (
 from ir_env.tasks.real import MULTI30K_FILES, assign_splits, sentence_clusters
 from ir_env.tokenizer import BOS, NUM_SPECIAL, PAD, UNK, Vocabulary
 
-SHIPPED = Path(os.environ.get("IR_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 REAL_TASKS = sorted(DATA_TASKS)
 #: Small builds: the first 300 training examples (vocabulary and caps come from them).
 SMALL = {"max_train": 300}
@@ -52,9 +52,7 @@ PUNCTUATION = frozenset(string.punctuation)
 
 @pytest.fixture(scope="module")
 def data_dir() -> Path:
-    if not SHIPPED.is_dir():
-        pytest.skip(f"no data folder at {SHIPPED}: set IR_DATA_DIR to the folder holding multi30k/, sst2/, ...")
-    return SHIPPED
+    return shipped()
 
 
 def small_task(name: str, data_dir: Path, **kwargs):

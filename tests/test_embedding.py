@@ -10,7 +10,6 @@ read the shipped data (IR_DATA_DIR or ../shared/data) and skip when it is absent
 from __future__ import annotations
 
 import functools
-import os
 import socket
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sacrebleu
+from shipped import shipped
 
 from ir_env import EOS, InstantRewardEnv, make_task
 from ir_env.rewards import embedding
@@ -26,7 +26,6 @@ from ir_env.tasks.base import SPLITS
 from ir_env.tasks.data import tokenize_13a
 from ir_env.tokenizer import UNK
 
-SHIPPED = Path(os.environ.get("IR_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 PIP = 'pip install "instant-reward[embed]"'
 needs_extra = pytest.mark.skipif(not embedding.embedding_installed(), reason=f"the embed extra is not installed: {PIP}")
 
@@ -225,9 +224,7 @@ def test_missing_extra_is_reported_without_importing(hidden):
 
 @pytest.fixture(scope="module")
 def data_dir() -> Path:
-    if not (SHIPPED / "mrpc").is_dir():
-        pytest.skip(f"no MRPC data at {SHIPPED / 'mrpc'}: set IR_DATA_DIR to the folder holding mrpc/")
-    return SHIPPED
+    return shipped("mrpc")
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,15 @@ import torch
 
 from agents.checkpoint import CheckpointError
 from agents.cli import main as cli_main
-from agents.ppo import KLController, PPOConfig, ShapingSchedule, gae, masked_mean, returns_to_go, rloo_advantages
+from agents.ppo import (
+    KLController,
+    PPOConfig,
+    ShapingSchedule,
+    gae,
+    masked_mean,
+    returns_to_go,
+    rloo_advantages,
+)
 from agents.trainer import RunConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,24 +9,21 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
 import zipfile
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from shipped import SHIPPED, shipped
 
 from ir_env.tasks.data import DataError
 from ir_env.tasks.prepare import SOURCES, prepare
-
-SHIPPED = Path(os.environ.get("IR_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory) -> dict[str, Path]:
     """URL -> local file that serves the same bytes the public URL does."""
-    if not (SHIPPED / "multi30k").is_dir():
-        pytest.skip(f"no data folder at {SHIPPED}: set IR_DATA_DIR to the folder holding multi30k/, sst2/, ...")
+    shipped("multi30k")
     root = tmp_path_factory.mktemp("mirror")
     files: dict[str, Path] = {}
     for source in SOURCES:

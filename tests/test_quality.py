@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+from shipped import shipped
 
 from benchmarks.quality import main
-
-SHIPPED = Path(os.environ.get("IR_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 @pytest.fixture(scope="module")
 def data_dir() -> Path:
-    if not (SHIPPED / "multi30k").is_dir():
-        pytest.skip(f"no multi30k/ in the data folder {SHIPPED}: set IR_DATA_DIR to the folder holding multi30k/, sst2/, ...")
-    return SHIPPED
+    return shipped("multi30k")
 
 
 def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_dir, monkeypatch):
