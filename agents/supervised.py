@@ -84,7 +84,7 @@ def sequence_loss(model: PolicyModel, source: torch.Tensor, targets: torch.Tenso
 class WeightAverage:
     """An exponential moving average of a model's weights (Polyak averaging), updated after each optimiser
     step: the running form of the checkpoint averaging that Transformer translation recipes use (Vaswani et
-    al. 2017 average the last 5 checkpoints). Buffers are copied, not averaged."""
+    al. 2017 average the last 5 checkpoints). Parameters only: buffers keep the model's own values."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
         if not 0.0 < decay < 1.0:
