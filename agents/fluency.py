@@ -32,16 +32,18 @@ def generation_stats(rows: Sequence[Sequence[int]]) -> dict[str, float]:
 
 @torch.no_grad()
 def perplexity(model: PolicyModel, sources: np.ndarray, outputs: Sequence[Sequence[int]], batch_size: int = 256,
-               ends_with_eos: Sequence[bool] | None = None) -> float:
+               ends_with_eos: Sequence[bool] | None = None, action_mask: np.ndarray | None = None) -> float:
     """Token-level perplexity of ``outputs`` given ``sources`` under ``model``: exp(-sum log p / tokens).
 
     Args:
-        model: the reference model (unmasked, temperature 1: the distribution it was trained to be).
+        model: the reference model (temperature 1: the distribution it was trained to be).
         sources: (B, S) int64 source ids, PAD-filled.
         outputs: B token-id outputs, EOS excluded.
         batch_size: rows per forward pass.
         ends_with_eos: per output, whether the episode ended by EOS (then EOS is scored as a token too);
             None: every output that is shorter than the model's T ended with EOS.
+        action_mask: (V,) bool, the allowed actions the model was trained to choose among (``mle_train``
+            normalises over ``Task.action_mask()`` by default); None: the whole vocabulary.
 
     Returns:
         The perplexity over all scored tokens (EOS included where it was emitted).
@@ -52,6 +54,7 @@ def perplexity(model: PolicyModel, sources: np.ndarray, outputs: Sequence[Sequen
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+    mask = None if action_mask is None else torch.as_tensor(action_mask, device=device)
     total, count = 0.0, 0
     for start in range(0, len(outputs), batch_size):
         chunk = outputs[start:start + batch_size]
@@ -65,7 +68,7 @@ def perplexity(model: PolicyModel, sources: np.ndarray, outputs: Sequence[Sequen
                 actions[i, len(out)] = EOS
         scored = torch.as_tensor(actions != PAD, device=device)  # (b, T)
         source = torch.as_tensor(np.asarray(sources[start:start + batch_size]), device=device)
-        logprobs, _, _ = model.evaluate_actions(source, torch.as_tensor(actions, device=device))  # (b, T)
+        logprobs, _, _ = model.evaluate_actions(source, torch.as_tensor(actions, device=device), mask)  # (b, T)
         total += float(logprobs[scored].double().sum())
         count += int(scored.sum())
     model.train(was_training)

@@ -14,7 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agents.model import PolicyModel, apply_action_mask, sample_categorical
+from agents.model import (
+    PolicyModel,
+    allowed_actions,
+    apply_action_mask,
+    sample_categorical,
+)
 from ir_env import BOS, EOS, BatchedInstantRewardEnv
 
 
@@ -39,8 +44,9 @@ class Rollout:
         return int(self.lengths.sum())
 
 
-def _policy_dist(logits: torch.Tensor, action_mask: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Log-probabilities of the masked, tempered policy, in float32."""
+def _policy_dist(logits: torch.Tensor, action_mask: torch.Tensor | None, temperature: float) -> torch.Tensor:
+    """Log-probabilities of the masked (None: already restricted to the allowed actions), tempered policy,
+    in float32."""
     return torch.log_softmax(apply_action_mask(logits.float() / temperature, action_mask), dim=-1)
 
 
@@ -71,6 +77,9 @@ def collect(
     played = np.asarray(info["example_index"]).copy()
     n, t_max = env.num_envs, env.task.max_generation_len
     action_mask = torch.as_tensor(env.task.action_mask(), device=device)
+    # Logits of the allowed actions only where the mask is a proper subset: same policy, less work.
+    subset = allowed_actions(action_mask, model.config.vocab_size, device)
+    ids, step_mask = (None, action_mask) if subset is None else (subset[0], None)
     source = torch.as_tensor(obs["source"], device=device)
     state = model.start(source)
 
@@ -85,16 +94,17 @@ def collect(
     prev = torch.full((n,), BOS, dtype=torch.int64, device=device)
     env_seconds = 0.0
     for t in range(t_max):
-        logits, value = model.step(state, prev)  # (N, V), (N,)
-        logp = _policy_dist(logits, action_mask, temperature)  # (N, V)
+        logits, value = model.step(state, prev, ids)  # (N, V) or (N, K), (N,)
+        logp = _policy_dist(logits, step_mask, temperature)  # (N, V) or (N, K)
         if greedy:
-            action = logp.argmax(-1)
+            choice = logp.argmax(-1)
         else:
-            action = sample_categorical(logp.exp(), generator)
+            choice = sample_categorical(logp.exp(), generator)
+        action = choice if ids is None else ids[choice]
         live = torch.as_tensor(active, device=device)
         action = torch.where(live, action, torch.full_like(action, EOS))  # finished rows: a throwaway EOS
         actions[:, t] = torch.where(live, action, torch.zeros_like(action))
-        logprobs[:, t] = logp.gather(-1, action[:, None])[:, 0] * live
+        logprobs[:, t] = logp.gather(-1, choice[:, None])[:, 0] * live
         values[:, t] = value.float() * live
         action_np = action.cpu().numpy()
         tick = time.perf_counter()

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from agents.model import PolicyModel, make_adam
-from ir_env import EOS, PAD
+from agents.model import PolicyModel, allowed_actions, make_adam
+from ir_env import BOS, EOS, PAD
 from ir_env.tasks.base import Examples, Task
 
 
@@ -49,6 +49,11 @@ class MLEConfig:
     max_seconds: float | None = None
     """Stop after this much training time (optimiser steps only, not ``on_step``'s own time) even if
     fewer than ``steps`` are done; None: no time limit."""
+    output_mask: bool = True
+    """Normalise over the task's allowed actions (``Task.action_mask()``) only, the distribution the env
+    lets the policy act with, leaving forbidden reference tokens (UNK) out of the loss; also cheaper where
+    the allowed set is a fraction of the vocabulary (translation: the target language's words). False:
+    over the whole vocabulary, UNK targets included."""
     ema_decay: float | None = None
     """If set, keep an exponential moving average of the weights (``WeightAverage``) and leave the model
     holding it at the end (unless the caller passes its own ``average`` to ``mle_train``); None: the last
@@ -72,13 +77,26 @@ def reference_targets(examples: Examples, max_len: int) -> np.ndarray:
     return out
 
 
-def sequence_loss(model: PolicyModel, source: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Mean token cross-entropy of ``targets`` (B, T) given ``source`` (B, S); PAD targets are ignored."""
-    bos = torch.full_like(targets[:, :1], 1)
-    logits, _ = model(source, torch.cat([bos, targets[:, :-1]], dim=1))  # (B, T, V)
-    return F.cross_entropy(
-        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD, label_smoothing=label_smoothing
-    )
+def sequence_loss(model: PolicyModel, source: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0,
+                  action_mask: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
+    """Mean token cross-entropy of ``targets`` (B, T) given ``source`` (B, S); PAD targets are ignored.
+
+    ``action_mask`` (V,) bool: the softmax runs over the allowed actions only (the distribution the env
+    lets the policy act with; label smoothing spreads over them too), and reference tokens it forbids
+    (UNK: rare words) are left out of the loss like PAD. None: over the whole vocabulary.
+    """
+    bos = torch.full_like(targets[:, :1], BOS)
+    target_in = torch.cat([bos, targets[:, :-1]], dim=1)
+    subset = allowed_actions(action_mask, model.config.vocab_size, targets.device)
+    if subset is None:
+        logits, _ = model(source, target_in)  # (B, T, V)
+        labels = targets
+    else:
+        ids, position = subset
+        logits, _ = model(source, target_in, output_ids=ids)  # (B, T, K)
+        labels = position[targets]  # (B, T): -1 where forbidden, PAD included (never allowed)
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                           ignore_index=PAD if subset is None else -1, label_smoothing=label_smoothing)
 
 
 class WeightAverage:
@@ -127,6 +145,7 @@ def mle_train(
     targets_np = reference_targets(examples, model.config.max_target_len)  # (M, T)
     targets = torch.as_tensor(targets_np, device=device)
     sources = torch.as_tensor(examples.source, device=device)
+    action_mask = torch.as_tensor(task.action_mask(), device=device) if config.output_mask else None
     optimizer = make_adam(model.parameters(), lr=config.learning_rate, betas=(0.9, config.adam_beta2))
     warmup = max(config.warmup_steps, 1)
 
@@ -154,9 +173,9 @@ def mle_train(
         source, target = sources[idx, :max(s_len, 1)], targets[idx, :max(t_len, 1)]  # all-PAD columns cut
         if autocast is not None:
             with autocast:
-                loss = sequence_loss(model, source, target, config.label_smoothing)
+                loss = sequence_loss(model, source, target, config.label_smoothing, action_mask)
         else:
-            loss = sequence_loss(model, source, target, config.label_smoothing)
+            loss = sequence_loss(model, source, target, config.label_smoothing, action_mask)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)

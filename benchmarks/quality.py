@@ -267,7 +267,7 @@ def sentiment_report(model, reference, task, samples: int, seed: int) -> dict[st
         score = task.score_outputs(outputs, ids, "test", scorer=scorer)
         row[scorer] = {"mean": float(score.mean()), "positive_rate": float(np.mean(score >= POSITIVE_AT[scorer]))}
     sources = task.examples("test").source[ids]
-    row["perplexity"] = perplexity(reference, sources, outputs, ends_with_eos=ended)
+    row["perplexity"] = perplexity(reference, sources, outputs, ends_with_eos=ended, action_mask=task.action_mask())
     row.update(generation_stats(outputs))
     row["examples"] = [task.vocab.detokenize(o) for o in outputs[: 4 * samples : samples]]
     return row

@@ -14,6 +14,7 @@ from agents.model import (
     DecodeState,
     ModelConfig,
     PolicyModel,
+    allowed_actions,
     apply_action_mask,
     sample_categorical,
 )
@@ -290,6 +291,59 @@ def test_evaluate_actions_matches_a_manual_log_softmax_and_entropy(model, mask_k
     torch.testing.assert_close(values, ref_values, atol=0, rtol=0)
     if mask is not None:
         assert (entropy < np.log(V) - 0.05).all(), "masking must shrink the entropy below uniform over V"
+
+
+def test_allowed_actions_lists_the_mask_and_declines_masks_with_nothing_to_restrict():
+    mask = torch.zeros(V, dtype=torch.bool)
+    mask[[EOS, 9, 5, 40]] = True
+    ids, position = allowed_actions(mask, V)
+    assert ids.tolist() == [EOS, 5, 9, 40]
+    assert position[ids].tolist() == [0, 1, 2, 3]
+    assert (position[~mask] == -1).all()
+    assert allowed_actions(None, V) is None
+    assert allowed_actions(torch.ones(V, dtype=torch.bool), V) is None, "all allowed: the full softmax is as cheap"
+    assert allowed_actions(torch.zeros(V, dtype=torch.bool), V) is None, "none allowed: apply_action_mask's uniform"
+    assert allowed_actions(mask.expand(2, V), V) is None, "a per-row mask has no one subset"
+    with pytest.raises(ValueError, match="bool"):
+        allowed_actions(mask.to(torch.int8), V)
+    with pytest.raises(ValueError, match=r"\(50,\)"):
+        allowed_actions(torch.ones(V + 1, dtype=torch.bool), V)
+
+
+def test_a_vector_mask_gives_the_full_masked_softmax_its_gradients_and_lowest_logprob_for_forbidden_actions():
+    """evaluate_actions with a (V,) mask computes the allowed actions' logits only; the numbers and the
+    gradients must be those of masking all V logits (a per-position mask takes that full path)."""
+    source, actions = random_sources([9, 4, 12]), random_target_in(3)[:, 1:]
+    mask = torch.rand(V, generator=torch.Generator().manual_seed(4)) > 0.4
+    mask[actions.flatten()] = True
+    actions[1, 2] = int((~mask).nonzero()[0, 0])  # one forbidden action
+    mask[actions[1, 2]] = False
+    outputs, grads = [], []
+    for m in (mask, mask.expand(3, T - 1, V)):  # restricted path, full path
+        model = make_model()
+        logprobs, entropy, values = model.evaluate_actions(source, actions, m, temperature=0.7)
+        outputs.append((logprobs, entropy, values))
+        ok = logprobs > torch.finfo(logprobs.dtype).min
+        (logprobs[ok].sum() + entropy.sum() + values.sum()).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    (lp, ent, val), (full_lp, full_ent, full_val) = outputs
+    torch.testing.assert_close(lp, full_lp, atol=ATOL, rtol=0)
+    assert lp[1, 2] == torch.finfo(lp.dtype).min, "a forbidden action gets the masked softmax's lowest value"
+    torch.testing.assert_close(ent, full_ent, atol=ATOL, rtol=0)
+    torch.testing.assert_close(val, full_val, atol=0, rtol=0)
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grad, grads[1][name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_sampling_under_a_vector_mask_matches_the_full_masked_logits(model):
+    mask = torch.zeros(V, dtype=torch.bool)
+    mask[[EOS, *range(10, 30)]] = True
+    source = random_sources([12, 6, 3, 9])
+    greedy = model.sample(source, T, action_mask=mask, greedy=True)
+    full = model.sample(source, T, action_mask=mask.expand(4, V), greedy=True)  # per-row mask: full-V path
+    assert torch.equal(greedy, full)
+    first_logits, _ = model.step(model.start(source), torch.full((4,), BOS))
+    assert greedy[:, 0].tolist() == apply_action_mask(first_logits, mask).argmax(-1).tolist()
 
 
 def test_sample_never_emits_masked_tokens(model):
