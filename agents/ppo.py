@@ -28,7 +28,7 @@ import torch.distributed as dist
 
 from agents.model import PolicyModel
 from agents.rollout import Rollout, collect
-from ir_env import REWARD_PARTS
+from ir_env import PAD, REWARD_PARTS
 
 ALGOS = ("ppo", "reinforce", "rloo")
 SCHEDULES = ("constant", "linear", "cosine", "adaptive")
@@ -205,18 +205,25 @@ def minibatch_loss(
     config: PPOConfig,
     action_mask: torch.Tensor,
     autocast: torch.autocast | None = None,
+    width: int | None = None,
+    source_width: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss of the sequences ``rows`` of a rollout (one teacher-forced pass), and its parts.
 
-    ``model`` is an ``ActionEvaluator`` (possibly wrapped in DistributedDataParallel).
+    ``model`` is an ``ActionEvaluator`` (possibly wrapped in DistributedDataParallel). ``width``: score only
+    the first ``width`` steps (at least the longest of these episodes: the decoder is causal, so the steps
+    after every episode's end change nothing); ``source_width``: the first ``source_width`` source columns (at
+    least the longest of these sources: the columns cut are PAD in every row, which attention ignores).
+    None: all of them. Both only save work; ``ppo_update`` passes the minibatch's own maxima.
     """
-    m = batch.mask[rows]
+    T, S = batch.actions.shape[1] if width is None else width, batch.source.shape[1] if source_width is None else source_width
+    m = batch.mask[rows, :T]
     with autocast if autocast is not None else contextlib.nullcontext():
-        new_logp, entropy, new_values = model(batch.source[rows], batch.actions[rows], action_mask)  # (B, T) each
+        new_logp, entropy, new_values = model(batch.source[rows, :S], batch.actions[rows, :T], action_mask)  # (B, T) each
     new_logp, entropy, new_values = new_logp.float(), entropy.float(), new_values.float()
-    logratio = torch.where(m, new_logp - batch.logprobs[rows], 0.0)
+    logratio = torch.where(m, new_logp - batch.logprobs[rows, :T], 0.0)
     ratio = logratio.exp()
-    adv = advantages[rows]
+    adv, ret, old_values = advantages[rows, :T], returns[rows, :T], batch.values[rows, :T]
     if config.algo == "ppo":
         pg_loss = masked_mean(torch.max(-adv * ratio, -adv * ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef)), m)
     else:
@@ -224,10 +231,10 @@ def minibatch_loss(
     if config.algo == "rloo":  # no critic; 0 * values keeps every parameter in the graph for DDP
         v_loss = 0.0 * new_values.sum()
     elif config.clip_vloss:
-        clipped = batch.values[rows] + (new_values - batch.values[rows]).clamp(-config.clip_coef, config.clip_coef)
-        v_loss = 0.5 * masked_mean(torch.max((new_values - returns[rows]) ** 2, (clipped - returns[rows]) ** 2), m)
+        clipped = old_values + (new_values - old_values).clamp(-config.clip_coef, config.clip_coef)
+        v_loss = 0.5 * masked_mean(torch.max((new_values - ret) ** 2, (clipped - ret) ** 2), m)
     else:
-        v_loss = 0.5 * masked_mean((new_values - returns[rows]) ** 2, m)
+        v_loss = 0.5 * masked_mean((new_values - ret) ** 2, m)
     ent = masked_mean(entropy, m)
     loss = pg_loss + config.vf_coef * v_loss
     if config.ent_coef:  # without a bonus the entropy is a statistic: no backward through its (B, T, V) terms
@@ -274,10 +281,16 @@ def ppo_update(
     epochs = config.update_epochs if config.algo == "ppo" else 1
     size = n // config.num_minibatches
     stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac", "grad_norm")}
+    # Each minibatch's pass covers its longest episode and source only (one host copy per update).
+    source_len = (batch.source != PAD).sum(dim=1).cpu().numpy()
     for _ in range(epochs):
-        order = torch.as_tensor(rng.permutation(n), device=batch.mask.device)
+        perm = rng.permutation(n)
+        order = torch.as_tensor(perm, device=batch.mask.device)
         for start in range(0, n, size):
-            loss, parts = minibatch_loss(model, batch, order[start : start + size], advantages, returns, config, action_mask, autocast)
+            rows = perm[start : start + size]
+            width, source_width = max(int(batch.lengths[rows].max()), 1), max(int(source_len[rows].max()), 1)
+            loss, parts = minibatch_loss(model, batch, order[start : start + size], advantages, returns, config,
+                                         action_mask, autocast, width, source_width)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if value_only:

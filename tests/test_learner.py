@@ -229,3 +229,47 @@ def test_the_update_scores_actions_under_the_temperature_they_were_sampled_at(te
     with torch.no_grad():
         new_logp, _, _ = ActionEvaluator(model, temperature)(batch.source, batch.actions, torch.as_tensor(task.action_mask()))
     torch.testing.assert_close(torch.where(batch.mask, new_logp, 0.0), batch.logprobs, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "reinforce"])
+def test_scoring_a_minibatch_up_to_its_longest_episode_and_source_changes_nothing(algo):
+    """ppo_update cuts each minibatch's pass to its longest episode and source; loss and gradients must be
+    those of the full-width pass."""
+    import dataclasses
+
+    from agents.model import ModelConfig, PolicyModel
+    from agents.ppo import ActionEvaluator, PPOConfig, advantages_for, minibatch_loss
+    from agents.rollout import collect
+    from ir_env import PAD, BatchedInstantRewardEnv, make_task
+
+    task = make_task("translation")
+    torch.manual_seed(0)
+    model = PolicyModel(ModelConfig.preset("tiny", len(task.vocab), task.max_source_len, task.max_generation_len))
+    env = BatchedInstantRewardEnv(num_envs=12, task=task, info_text=False)
+    batch = collect(model, env, seed=0, generator=torch.Generator().manual_seed(0))
+    # An untrained policy runs to the length cap; end its episodes earlier, at lengths of 3..15.
+    lengths = np.random.default_rng(0).integers(3, 16, size=12)
+    live = torch.arange(batch.actions.shape[1]) < torch.as_tensor(lengths)[:, None]
+    batch = dataclasses.replace(batch, actions=batch.actions.masked_fill(~live, PAD), mask=live, lengths=lengths,
+                                logprobs=batch.logprobs * live, values=batch.values * live, rewards=batch.rewards * live)
+    config = PPOConfig(algo=algo, num_envs=12)
+    advantages, returns = advantages_for(batch, batch.rewards, config)
+    rows = torch.arange(2, 9)
+    width = int(batch.lengths[2:9].max())
+    source_width = int((batch.source[2:9] != PAD).sum(1).max())
+    assert width < batch.actions.shape[1] and source_width < batch.source.shape[1], "the test needs something to cut"
+    mask = torch.as_tensor(task.action_mask())
+    results = []
+    for widths in ((None, None), (width, source_width)):
+        model.zero_grad()
+        loss, parts = minibatch_loss(ActionEvaluator(model), batch, rows, advantages, returns, config, mask, None, *widths)
+        loss.backward()
+        results.append((loss.detach(), parts, {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (full, full_parts, full_grads), (cut, cut_parts, cut_grads) = results
+    torch.testing.assert_close(cut, full, atol=1e-6, rtol=1e-5)
+    for key in full_parts:
+        torch.testing.assert_close(cut_parts[key], full_parts[key], atol=1e-6, rtol=1e-5, msg=key)
+    for name, grad in full_grads.items():
+        torch.testing.assert_close(cut_grads[name], grad, atol=1e-6, rtol=1e-4, msg=name)
+    short, _ = minibatch_loss(ActionEvaluator(model), batch, rows, advantages, returns, config, mask, None, width - 1, source_width)
+    assert not torch.isclose(short, full), "cutting into an episode must change the loss (the check can fail)"
