@@ -11,9 +11,9 @@ Each part writes its section of ``<out>/quality.json``, keeping the sections of 
 **multi30k**: two arms at one total training budget of ``--minutes`` (wall time of optimiser steps on this
 machine):
 
-- **MLE**: the ``small`` Transformer (3+3 layers, d=256, 4 heads, FF 1024, tied embeddings; dropout 0.1,
-  label smoothing 0.1) trained from scratch by maximum likelihood on the 29,000 training pairs for the whole
-  budget: Adam (0.9, 0.98), peak lr ``--lr`` after ``--warmup`` steps then inverse-square-root decay,
+- **MLE**: the ``small`` Transformer (3+3 layers, d=256, 4 heads, FF 1024, tied embeddings; dropout
+  ``--dropout``, label smoothing 0.1) trained from scratch by maximum likelihood on the 29,000 training
+  pairs for the whole budget: Adam (0.9, 0.98), peak lr ``--lr`` after ``--warmup`` steps then inverse-square-root decay,
   ``--batch-size`` sentences per step drawn from length buckets.
 - **MLE + RL**: the same run's weights after ``--minutes`` - ``--rl-minutes`` of training (the schedule does
   not depend on the budget, so this snapshot is what a shorter MLE run would have produced), then
@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=400)
+    parser.add_argument("--dropout", type=float, default=0.1, help="multi30k and squad: dropout of the MLE model")
     parser.add_argument("--ema", type=float, default=0.0,
                         help="multi30k: if > 0, the decay of a weight average (agents.supervised.WeightAverage) the "
                              "MLE arms are scored with, the last weights shown beside it; 0 (default) scores the "
@@ -173,7 +174,8 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     task = Multi30kTask()
     refs = {split: [de for _, de in read_multi30k(None, MULTI30K_FILES[split])] for split in ("valid", "test")}
-    config = ModelConfig.preset(args.model, len(task.vocab), task.max_source_len, task.max_generation_len, dropout=0.1)
+    config = ModelConfig.preset(args.model, len(task.vocab), task.max_source_len, task.max_generation_len,
+                                dropout=args.dropout)
     model = PolicyModel(config)
     mle = mle_recipe(args, args.minutes, label_smoothing=0.1)
     average = WeightAverage(model, args.ema) if args.ema else None
@@ -323,7 +325,8 @@ def run_squad(args: argparse.Namespace) -> dict[str, Any]:
 
     torch.manual_seed(args.seed)
     task = SquadTask()
-    config = ModelConfig.preset(args.squad_model, len(task.vocab), task.max_source_len, task.max_generation_len, dropout=0.1)
+    config = ModelConfig.preset(args.squad_model, len(task.vocab), task.max_source_len, task.max_generation_len,
+                                dropout=args.dropout)
     model = PolicyModel(config)
     mle = mle_recipe(args, args.squad_minutes, label_smoothing=0.1)
     print(f"squad MLE: {args.squad_model} ({model.num_parameters() / 1e6:.1f}M parameters), {args.squad_minutes:g} min", flush=True)
@@ -384,7 +387,7 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
              "",
              f"Model: `{a['model']}` ({r['parameters'] / 1e6:.1f}M parameters), from scratch, seed {a['seed']}. "
              f"MLE: batch {a['batch_size']} sentences (length buckets), Adam (0.9, 0.98), peak lr {a['lr']:g}, "
-             f"warm-up {a['warmup']} steps then inverse-sqrt decay, dropout 0.1, label smoothing 0.1; budget "
+             f"warm-up {a['warmup']} steps then inverse-sqrt decay, dropout {a.get('dropout', 0.1)}, label smoothing 0.1; budget "
              f"{a['minutes']:g} min of optimiser steps per arm (evaluations excluded). "
              + (f"The MLE arms are scored with an exponential moving average of the weights (decay {a['ema']:g}, "
                 "updated every step inside the timed budget; the running form of checkpoint averaging); the "
