@@ -54,14 +54,15 @@ FINAL_FRACTION = 0.2
 BINS = 20
 
 
-def run_ours(task: str, seed: int, steps: int, num_envs: int, preset: str = "tiny") -> dict[str, Any]:
+def run_ours(task: str, seed: int, steps: int, num_envs: int, preset: str = "tiny",
+             num_minibatches: int = 4) -> dict[str, Any]:
     from agents.ppo import PPOConfig
     from agents.trainer import RunConfig, train
 
     with tempfile.TemporaryDirectory() as tmp:
         config = RunConfig(
             task=task, seed=seed, total_tokens=steps, model=preset, device="cpu", out=tmp, init="scratch",
-            ppo=PPOConfig(num_envs=num_envs, learning_rate=OURS_LR),
+            ppo=PPOConfig(num_envs=num_envs, learning_rate=OURS_LR, num_minibatches=num_minibatches),
             eval_every=0, eval_examples=16, checkpoint_every=10**9, progress=False,
         )
         summary = train(config)
@@ -109,13 +110,13 @@ def run_sb3(algo: str, task: str, seed: int, steps: int, num_envs: int, preset: 
     }
 
 
-def run_one(job: tuple[str, str, int, int, int, str]) -> tuple[str, int, dict[str, Any]]:
-    algo, task, seed, steps, num_envs, preset = job
+def run_one(job: tuple[str, str, int, int, int, str, int]) -> tuple[str, int, dict[str, Any]]:
+    algo, task, seed, steps, num_envs, preset, ours_minibatches = job
     import torch
 
     torch.set_num_threads(1)
     if algo == "ours_ppo":
-        result = run_ours(task, seed, steps, num_envs, preset)
+        result = run_ours(task, seed, steps, num_envs, preset, ours_minibatches)
     else:
         result = run_sb3(algo, task, seed, steps, num_envs, preset)
     print(f"  {algo} seed {seed}: {result['total_steps']} steps in {result['wall']:.1f} s, "
@@ -176,6 +177,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--num-envs", type=int, default=16)
     parser.add_argument("--model", default="tiny", help="agents.model.PRESETS name, the same for every algorithm")
     parser.add_argument("--workers", type=int, default=2, help="runs at once, one process each")
+    parser.add_argument("--ours-minibatches", type=int, default=4,
+                        help="our PPO's minibatches per epoch (PPOConfig's default 4). With 16 envs, 2 gives SB3 PPO's "
+                             "optimiser work: 8 steps per 512 env steps, minibatches of ~256 samples at length 32")
     parser.add_argument("--quick", action="store_true", help="smoke test: 2,000 steps, seed 0")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/algorithms.md"))
     parser.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS), choices=list(ALGORITHMS))
@@ -204,7 +208,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     size = sum(p.numel() for p in PolicyModel(ModelConfig.preset(
         args.model, len(task.vocab), task.max_source_len, task.max_generation_len)).parameters())
     params = f"{size / 1e6:.1f}M parameters in our PolicyModel"
-    jobs = [(algo, args.task, seed, args.steps, args.num_envs, args.model) for seed in args.seeds for algo in algos]
+    jobs = [(algo, args.task, seed, args.steps, args.num_envs, args.model, args.ours_minibatches)
+            for seed in args.seeds for algo in algos]
     print(f"{len(jobs)} runs of {args.steps} env steps, {args.workers} at a time", flush=True)
     t0 = time.perf_counter()
     ctx = mp.get_context("spawn")
@@ -256,7 +261,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "Settings:",
         "",
         f"- ours PPO: `agents.trainer.train`, `init=\"scratch\"`, `PPOConfig(num_envs={args.num_envs}, "
-        f"learning_rate={OURS_LR})`, otherwise the defaults (Adam, 10-update lr warm-up, 4 epochs x 4 minibatches "
+        f"learning_rate={OURS_LR}" + (f", num_minibatches={args.ours_minibatches}" if args.ours_minibatches != 4 else "")
+        + f")`, otherwise the defaults (Adam, 10-update lr warm-up, 4 epochs x {args.ours_minibatches} minibatches "
         "of whole sequences, clip 0.2, gamma 1, GAE 0.95, no entropy bonus, grad clip 1.0); one rollout = "
         f"{args.num_envs} complete episodes, KV-cached. Eval and progress bar off; wall = the update loop.",
         *[f"- {LABELS[a]}: `make_sb3_model(\"{SB3_NAMES[a]}\", num_envs={args.num_envs}, model_preset=\"{args.model}\")`, "
