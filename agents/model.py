@@ -454,8 +454,9 @@ class PolicyModel(nn.Module):
         """Read one more decoder input per row (BOS first, then the token the row last emitted).
 
         Returns logits (B, V) of each row's next token (or (B, K) of ``output_ids`` only, see
-        ``allowed_actions``) and values (B,) of each row's current state; the prefix is not re-encoded. Rows may sit at different positions (see ``reset_rows``). No gradients:
-        this is for rollouts; the update re-evaluates whole sequences with ``forward``.
+        ``allowed_actions``) and values (B,) of each row's current state; the prefix is not re-encoded.
+        Rows may sit at different positions (see ``reset_rows``). No gradients: this is for rollouts; the
+        update re-evaluates whole sequences with ``forward``.
         """
         B, T = state.lengths.shape[0], self.config.max_target_len
         if not isinstance(prev_tokens, torch.Tensor) or prev_tokens.shape != (B,) or prev_tokens.dtype != torch.int64:

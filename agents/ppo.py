@@ -216,7 +216,8 @@ def minibatch_loss(
     least the longest of these sources: the columns cut are PAD in every row, which attention ignores).
     None: all of them. Both only save work; ``ppo_update`` passes the minibatch's own maxima.
     """
-    T, S = batch.actions.shape[1] if width is None else width, batch.source.shape[1] if source_width is None else source_width
+    T = batch.actions.shape[1] if width is None else width
+    S = batch.source.shape[1] if source_width is None else source_width
     m = batch.mask[rows, :T]
     with autocast if autocast is not None else contextlib.nullcontext():
         new_logp, entropy, new_values = model(batch.source[rows, :S], batch.actions[rows, :T], action_mask)  # (B, T) each
