@@ -94,6 +94,15 @@ class ModelConfig:
         return cls(vocab_size=vocab_size, max_source_len=max_source_len, max_target_len=max_target_len, **fields)
 
 
+def _bool_mask(action_mask: torch.Tensor | np.ndarray, device: torch.device | str | None) -> torch.Tensor:
+    """``action_mask`` as a tensor on ``device``; ValueError unless it is bool (True = allowed)."""
+    mask = torch.as_tensor(action_mask, device=device)
+    if mask.dtype != torch.bool:
+        raise ValueError(f"action_mask must be bool (True = allowed), got dtype {mask.dtype}; "
+                         "convert with .bool() or .astype(bool)")
+    return mask
+
+
 def apply_action_mask(logits: torch.Tensor, action_mask: torch.Tensor | np.ndarray | None) -> torch.Tensor:
     """``logits`` with the actions ``action_mask`` forbids set to the lowest finite value of their dtype.
 
@@ -109,10 +118,7 @@ def apply_action_mask(logits: torch.Tensor, action_mask: torch.Tensor | np.ndarr
     """
     if action_mask is None:
         return logits
-    action_mask = torch.as_tensor(action_mask, device=logits.device)
-    if action_mask.dtype != torch.bool:
-        raise ValueError(f"action_mask must be bool (True = allowed), got dtype {action_mask.dtype}; "
-                         "convert with .bool() or .astype(bool)")
+    action_mask = _bool_mask(action_mask, logits.device)
     if action_mask.shape != logits.shape[-1:] and action_mask.shape != logits.shape:
         raise ValueError(f"action_mask has shape {tuple(action_mask.shape)}; expected ({logits.shape[-1]},) "
                          f"or {tuple(logits.shape)}, the shape of the logits it masks")
@@ -135,10 +141,7 @@ def allowed_actions(action_mask: torch.Tensor | np.ndarray | None, vocab_size: i
     """
     if action_mask is None:
         return None
-    mask = torch.as_tensor(action_mask, device=device)
-    if mask.dtype != torch.bool:
-        raise ValueError(f"action_mask must be bool (True = allowed), got dtype {mask.dtype}; "
-                         "convert with .bool() or .astype(bool)")
+    mask = _bool_mask(action_mask, device)
     if mask.dim() != 1:
         return None
     if mask.shape[0] != vocab_size:

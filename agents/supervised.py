@@ -7,6 +7,7 @@ same model later serves as the frozen reference of the KL penalty.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -171,10 +172,7 @@ def mle_train(
         idx = torch.as_tensor(rows, device=device)
         s_len, t_len = int(source_len[rows].max()), int(target_len[rows].max())
         source, target = sources[idx, :max(s_len, 1)], targets[idx, :max(t_len, 1)]  # all-PAD columns cut
-        if autocast is not None:
-            with autocast:
-                loss = sequence_loss(model, source, target, config.label_smoothing, action_mask)
-        else:
+        with autocast if autocast is not None else contextlib.nullcontext():
             loss = sequence_loss(model, source, target, config.label_smoothing, action_mask)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -13,8 +13,8 @@ machine):
 
 - **MLE**: the ``small`` Transformer (3+3 layers, d=256, 4 heads, FF 1024, tied embeddings; dropout
   ``--dropout``, label smoothing 0.1) trained from scratch by maximum likelihood on the 29,000 training
-  pairs for the whole budget: Adam (0.9, 0.98), peak lr ``--lr`` after ``--warmup`` steps then inverse-square-root decay,
-  ``--batch-size`` sentences per step drawn from length buckets.
+  pairs for the whole budget: Adam (0.9, 0.98), peak lr ``--lr`` after ``--warmup`` steps then
+  inverse-square-root decay, ``--batch-size`` sentences per step drawn from length buckets.
 - **MLE + RL**: the same run's weights after ``--minutes`` - ``--rl-minutes`` of training (the schedule does
   not depend on the budget, so this snapshot is what a shorter MLE run would have produced), then
   ``--rl-minutes`` of RL with the instant BLEU reward (``agents.trainer.train``, the ``--rl-algo`` learner at
@@ -387,7 +387,8 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
              "",
              f"Model: `{a['model']}` ({r['parameters'] / 1e6:.1f}M parameters), from scratch, seed {a['seed']}. "
              f"MLE: batch {a['batch_size']} sentences (length buckets), Adam (0.9, 0.98), peak lr {a['lr']:g}, "
-             f"warm-up {a['warmup']} steps then inverse-sqrt decay, dropout {a.get('dropout', 0.1)}, label smoothing 0.1; budget "
+             f"warm-up {a['warmup']} steps then inverse-sqrt decay, dropout {a.get('dropout', 0.1)}, "
+             "label smoothing 0.1; budget "
              f"{a['minutes']:g} min of optimiser steps per arm (evaluations excluded). "
              + (f"The MLE arms are scored with an exponential moving average of the weights (decay {a['ema']:g}, "
                 "updated every step inside the timed budget; the running form of checkpoint averaging); the "
