@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Union
 
+import numba
 import numpy as np
 
 from ir_env.rewards.base import CallablePotential, PrefixMetric
@@ -126,31 +127,28 @@ class EpisodeBatch:
     def step(self, actions: np.ndarray) -> StepResult:
         """Append one token per row (EOS ends the row's episode); actions must be valid ids, (N,) int64."""
         n = self.num_rows
-        grow = actions != EOS
-        rows = np.flatnonzero(grow)
-        all_grow = len(rows) == n
+        ex = self.examples
+        token_match = np.empty(n, dtype=np.float64)
+        done = np.empty(n, dtype=bool)
+        rows = np.empty(n, dtype=np.int64)
+        grown = _append_tokens(
+            actions, self.example_ids, self.length, self.generated, ex.reference, ex.reference_len, self.max_len,
+            token_match, done, rows,
+        )  # fmt: skip
+        all_grow = grown == n
+        rows = rows[:grown]
         at = slice(None) if all_grow else rows
         tokens = actions if all_grow else actions[rows]
-        position = self.length[at]
 
-        ex = self.examples
-        token_match = np.zeros(n, dtype=np.float64)
-        e = self.example_ids[at]
-        in_ref = position < ex.reference_len[e]
-        hit = in_ref & (ex.reference[e, np.minimum(position, ex.reference.shape[1] - 1)] == tokens) & (tokens != UNK)
-        token_match[at] = np.where(hit, 1.0 / ex.reference_len[e], 0.0)
-
-        self.generated[rows, position] = tokens
-        self.length[at] = position + 1
         phi_next = self.phi.copy()
         if len(rows):
             pushed = self.metric.push(rows, tokens)
             if self.potential_metric is not self.metric:
                 pushed = self.potential_metric.push(rows, tokens)
             phi_next[at] = pushed
-        done = ~grow | (self.length >= self.max_len)
 
-        score = np.full(n, np.nan)
+        score = np.empty(n)
+        score.fill(np.nan)
         ended = np.flatnonzero(done)
         if len(ended):
             if self.potential_metric is self.metric and self.metric.score_is_potential:
@@ -169,3 +167,27 @@ class EpisodeBatch:
         """The reference ids of ``row``'s example."""
         e = self.example_ids[row]
         return self.examples.reference[e, : self.examples.reference_len[e]]
+
+
+@numba.njit(cache=True, nogil=True)
+def _append_tokens(actions, example_ids, length, generated, reference, reference_len, max_len, token_match, done, rows):
+    """The bookkeeping of one step in one pass: append each non-EOS action to its row's output, the naive
+    per-position match reward (1/|y*| where the token equals the reference's at its position, UNK matching
+    nothing), and which rows end. Fills ``rows`` with the rows that grew and returns how many did."""
+    grown = 0
+    for r in range(len(actions)):
+        token = actions[r]
+        token_match[r] = 0.0
+        if token == EOS:
+            done[r] = True
+            continue
+        position = length[r]
+        e = example_ids[r]
+        if position < reference_len[e] and reference[e, position] == token and token != UNK:
+            token_match[r] = 1.0 / reference_len[e]
+        generated[r, position] = token
+        length[r] = position + 1
+        done[r] = position + 1 >= max_len
+        rows[grown] = r
+        grown += 1
+    return grown

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import numba
 import numpy as np
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
@@ -43,6 +44,9 @@ class Vocabulary:
         self._pieces: list[str] = [
             "" if i in (PAD, BOS) else t if t in _CLOSING_PUNCTUATION else " " + t for i, t in enumerate(self.tokens)
         ]
+        self._piece_bytes: np.ndarray | None = None  # the pieces' UTF-8 bytes end to end, for detokenize_rows
+        self._piece_start: np.ndarray | None = None  # (V + 1,) where each id's bytes start in _piece_bytes
+        self._piece_chars: np.ndarray | None = None  # (V,) characters in each id's piece
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -89,12 +93,29 @@ class Vocabulary:
         return "".join(map(self._pieces.__getitem__, ids)).lstrip(" ")
 
     def detokenize_rows(self, ids: np.ndarray, lengths: np.ndarray) -> list[str]:
-        """``detokenize`` of each row's first ``lengths[i]`` ids of a (k, T) array, in one pass."""
-        pieces = self._pieces
-        return [
-            "".join(map(pieces.__getitem__, row[:n])).lstrip(" ")
-            for row, n in zip(ids.tolist(), lengths.tolist())
-        ]
+        """The text of each row's first ``lengths[i]`` ids of a (k, T) array, as ``detokenize`` writes it.
+
+        One compiled pass writes every row's UTF-8 bytes into one buffer (what ``detokenize`` costs per
+        row in Python adds up when a batched env finishes a hundred episodes a step); the buffer is then
+        decoded once and cut at each row's character offset.
+        """
+        ids, lengths = np.asarray(ids), np.asarray(lengths, dtype=np.int64)
+        if ids.ndim != 2 or lengths.shape != (len(ids),):
+            raise ValueError(f"detokenize_rows takes (k, T) ids and (k,) lengths, got shapes {ids.shape} and {lengths.shape}")
+        if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= len(self.tokens)):
+            raise ValueError(f"ids must lie in [0, {len(self.tokens)}), got values from {ids.min()} to {ids.max()}")
+        if self._piece_bytes is None:
+            encoded = [p.encode("utf-8") for p in self._pieces]
+            self._piece_bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+            self._piece_start = np.concatenate([[0], np.cumsum([len(b) for b in encoded])]).astype(np.int64)
+            self._piece_chars = np.array([len(p) for p in self._pieces], dtype=np.int64)
+        lengths = np.minimum(lengths, ids.shape[1])
+        buffer, char_end = _join_pieces(
+            ids.astype(np.int64, copy=False), lengths, self._piece_bytes, self._piece_start, self._piece_chars
+        )
+        text = buffer.tobytes().decode("utf-8")
+        starts = [0, *char_end[:-1].tolist()]
+        return [text[a:b] for a, b in zip(starts, char_end.tolist())]
 
     def mask(self, words: Iterable[str]) -> np.ndarray:
         """A bool mask of shape (V,) that is True at the ids of ``words`` (each must exist)."""
@@ -102,6 +123,32 @@ class Vocabulary:
         for w in words:
             mask[self.id(w)] = True
         return mask
+
+
+@numba.njit(cache=True, nogil=True)
+def _join_pieces(ids, lengths, piece_bytes, piece_start, piece_chars):
+    """Every row's pieces end to end as UTF-8 bytes, each row's leading space dropped (``str.lstrip(" ")``:
+    a piece holds at most one space, at its start), and the character offset where each row's text ends."""
+    size = 0
+    for i in range(len(ids)):
+        for t in range(lengths[i]):
+            size += piece_start[ids[i, t] + 1] - piece_start[ids[i, t]]
+    buffer = np.empty(size, dtype=np.uint8)
+    char_end = np.empty(len(ids), dtype=np.int64)
+    at, chars = 0, 0
+    for i in range(len(ids)):
+        row_start = at
+        for t in range(lengths[i]):
+            first, last = piece_start[ids[i, t]], piece_start[ids[i, t] + 1]
+            if at == row_start and first < last and piece_bytes[first] == 32:  # the row's leading space
+                first += 1
+                chars -= 1
+            for j in range(first, last):
+                buffer[at] = piece_bytes[j]
+                at += 1
+            chars += piece_chars[ids[i, t]]
+        char_end[i] = chars
+    return buffer[:at], char_end
 
 
 def pad_batch(sequences: Sequence[np.ndarray], width: int) -> tuple[np.ndarray, np.ndarray]:

@@ -181,10 +181,10 @@ class BatchedInstantRewardEnv(VectorEnv):
         v = self.single_action_space.n
         if arr.shape != (self.num_envs,):
             raise ValueError(f"actions must have shape ({self.num_envs},) (one token id per env), got shape {arr.shape}")
-        if not np.issubdtype(arr.dtype, np.integer):
+        if arr.dtype.kind not in "iu":
             raise ValueError(f"actions must be integer token ids in [0, {v}), got dtype {arr.dtype}")
-        bad = np.flatnonzero((arr < 0) | (arr >= v))
-        if len(bad):
+        if arr.min() < 0 or arr.max() >= v:  # two reductions; the rows are found only when some are bad
+            bad = np.flatnonzero((arr < 0) | (arr >= v))
             raise ValueError(
                 f"actions must lie in [0, {v}); rows {bad[:10].tolist()} hold {arr[bad[:10]].tolist()}"
             )
@@ -195,7 +195,7 @@ class BatchedInstantRewardEnv(VectorEnv):
 
     def _final_obs(self, rows: np.ndarray) -> np.ndarray:
         source, generated = self.episodes.source(rows), self.episodes.generated[rows]  # fresh (k, .) arrays
-        out = np.full(self.num_envs, None, dtype=object)
+        out = np.empty(self.num_envs, dtype=object)  # None where no episode ended
         out[rows] = [{"source": s, "generated": g} for s, g in zip(source, generated)]
         return out
 
@@ -219,9 +219,9 @@ class BatchedInstantRewardEnv(VectorEnv):
             if self.info_text:
                 done = np.flatnonzero(terminated)
                 vocab = self.task.vocab
-                text = np.full(n, None, dtype=object)
+                text = np.empty(n, dtype=object)  # None where no episode ended
                 text[done] = vocab.detokenize_rows(ep.generated[done], ep.length[done])
-                reference = np.full(n, None, dtype=object)
+                reference = np.empty(n, dtype=object)
                 reference[done] = self._reference_texts()[ep.example_ids[done]]
                 info["text"], info["_text"] = text, terminated
                 info["reference"], info["_reference"] = reference, terminated

@@ -92,11 +92,11 @@ def test_long_probe_chains_when_every_ngram_hashes_to_one_slot(monkeypatch_modul
 
 @pytest.fixture(scope="module")
 def monkeypatch_module():
-    original = tables_module._home
-    tables_module._home = lambda key, shift: np.zeros(np.shape(key), dtype=np.int64)
+    original = tables_module.HASH_MULTIPLIER
+    tables_module.HASH_MULTIPLIER = np.uint64(0)  # every key's home is its table's first slot
     bleu_module._TABLES.clear()
     yield
-    tables_module._home = original
+    tables_module.HASH_MULTIPLIER = original
     bleu_module._TABLES.clear()
 
 

@@ -56,8 +56,8 @@ class PrefixMetric(ABC):
     def push(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
         """Append ``tokens[i]`` to row ``rows[i]``; returns the new Phi of those rows, float64."""
         self.length[rows] += 1
-        self._push(rows, tokens)
-        return self._potential(rows)
+        phi = self._push(rows, tokens)
+        return self._potential(rows) if phi is None else phi
 
     def score(self, rows: np.ndarray) -> np.ndarray:
         """R(y) of each row's current output. Default: the potential, since Phi of the whole output is R(y).
@@ -76,8 +76,12 @@ class PrefixMetric(ABC):
         """Clear the incremental state of ``rows`` (example_ids and length are already set)."""
 
     @abstractmethod
-    def _push(self, rows: np.ndarray, tokens: np.ndarray) -> None:
-        """Update the incremental state of ``rows`` with one token each (length is already incremented)."""
+    def _push(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray | None:
+        """Update the incremental state of ``rows`` with one token each (length is already incremented).
+
+        May return the rows' new Phi when the update computes it anyway (one pass instead of two);
+        ``None`` makes ``push`` call ``_potential``.
+        """
 
     @abstractmethod
     def _potential(self, rows: np.ndarray) -> np.ndarray:

@@ -1,10 +1,13 @@
 """Per-example hash tables of reference items (n-grams, words) with counts, for O(1) lookups in bulk.
 
-BLEU and token F1 both ask, for thousands of rows at once, "does this item occur in my example's
+BLEU, token F1 and ROUGE-L all ask, for thousands of rows at once, "does this item occur in my example's
 reference, and how often?". Every example of a split gets a small open-addressing table (linear
 probing, at most a quarter full, plus one overflow slot per key so probing never wraps); all tables live
-in one flat array, built once per split. A lookup reads the home slot and the next one for every query
-(nearly all end there) and probes on only for the few that met two occupied slots.
+in one flat array, built once per split. A lookup reads the key's home slot and walks on until it finds
+the key or an empty slot (nearly always within two slots).
+
+The probing is compiled with numba (``probe``), so that a metric's own compiled step can call it per row
+and the bulk ``find`` runs as one loop rather than a dozen numpy passes.
 
 A metric clips matches with a per-row counter per *slot* (``cell - start[example]``), which is why the
 tables are per example rather than one global table.
@@ -12,14 +15,40 @@ tables are per example rather than one global table.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
-_HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits mix well
+HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits mix well
 
 
-def _home(key: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """Home slot of keys in tables of 2**(64 - shift) slots: the top bits of a Fibonacci hash."""
-    return ((key * _HASH_MULTIPLIER) >> shift).view(np.int64)  # < 2**63 since shift >= 2
+@numba.njit(cache=True, nogil=True, inline="always")
+def probe(table_key: np.ndarray, start: int, shift: np.uint64, multiplier: np.uint64, key: np.uint64) -> int:
+    """The cell holding ``key`` in the table of 2**(64 - shift) home slots at ``start``, or -1."""
+    cell = start + np.int64((key * multiplier) >> shift)  # the home slot: the hash's top bits
+    while True:
+        stored = table_key[cell]
+        if stored == key:
+            return cell
+        if stored == 0:
+            return -1
+        cell += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _find(table_key, start, shift, multiplier, key, cell):  # flat arrays of one length
+    for i in range(len(key)):
+        cell[i] = probe(table_key, start[i], shift[i], multiplier, key[i])
+
+
+@numba.njit(cache=True, nogil=True)
+def _build(table_key, table_count, start, shift, multiplier, example, key, count):
+    for i in range(len(key)):
+        e = example[i]
+        cell = start[e] + np.int64((key[i] * multiplier) >> shift[e])
+        while table_key[cell] != 0:  # keys are distinct within an example: the first empty slot is the key's
+            cell += 1
+        table_key[cell] = key[i]
+        table_count[cell] = count[i]
 
 
 class ExampleHashTables:
@@ -33,59 +62,39 @@ class ExampleHashTables:
     """
 
     def __init__(self, example: np.ndarray, key: np.ndarray, count: np.ndarray, num_examples: int):
-        key = np.asarray(key, dtype=np.uint64)
+        key = np.ascontiguousarray(key, dtype=np.uint64)
         if len(key) and (key == 0).any():
             raise ValueError("ExampleHashTables keys must be non-zero (0 marks an empty slot)")
+        example = np.ascontiguousarray(example, dtype=np.int64)
         per_example = np.bincount(example, minlength=num_examples)
         bits = np.ceil(np.log2(np.maximum(4 * per_example, 4))).astype(np.int64)  # (M,)
         span = (1 << bits) + per_example  # home slots + overflow: probing never wraps
         self.start = np.zeros(num_examples, dtype=np.int64)
         self.start[1:] = np.cumsum(span)[:-1]
         self.shift = (64 - bits).astype(np.uint64)
+        self.span = span  # (M,) slots of each example's table: a clipping counter per slot needs this many
         self.max_slots = int(span.max()) if num_examples else 1
-        self.key = np.zeros(int(span.sum()) + 1, dtype=np.uint64)
+        self.key = np.zeros(int(span.sum()) + 1, dtype=np.uint64)  # the last slot stays empty: probes stop
         self.count = np.zeros(len(self.key), dtype=np.int32)
-        # Vectorised linear probing: each round every unplaced key tries its next slot; one wins each slot.
-        cell = self.start[example] + _home(key, self.shift[example])
-        pending = np.arange(len(key))
-        while len(pending):
-            free = self.key[cell[pending]] == 0
-            _, first = np.unique(np.where(free, cell[pending], -1), return_index=True)
-            won = pending[first[free[first]]]
-            self.key[cell[won]] = key[won]
-            self.count[cell[won]] = count[won]
-            pending = np.setdiff1d(pending, won, assume_unique=True)
-            cell[pending] += 1
+        self.multiplier = HASH_MULTIPLIER  # read here, so that a test can make every key collide
+        _build(self.key, self.count, self.start, self.shift, self.multiplier, example, key, np.asarray(count, dtype=np.int32))
 
     def lookup(self, example: np.ndarray, key: np.ndarray) -> np.ndarray:
         """The cell holding each key in its example's table, or -1 where the reference lacks it.
 
         ``example`` and ``key`` broadcast together (any shape, e.g. (4, k) for four n-gram orders).
         """
-        found, cell = self.find(self.start[example], self.shift[example], key)
-        return np.where(found, cell, -1)
+        example, key = np.broadcast_arrays(np.asarray(example, dtype=np.int64), np.asarray(key, dtype=np.uint64))
+        return self.find(self.start[example], self.shift[example], key)[1]
 
     def find(self, start: np.ndarray, shift: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``lookup`` for callers that keep each row's table ``start`` and ``shift``: (found, cell) arrays.
 
-        ``cell`` is meaningful only where ``found``.
+        The three arrays broadcast together; ``cell`` is -1 where not ``found``.
         """
-        cell = start + _home(key, shift)
-        stored0, stored1 = self.key[cell], self.key[cell + 1]
-        at_home = stored0 == key
-        found = at_home | (stored1 == key)
-        cell += ~at_home  # where found: the slot holding the key
-        # Rare: two occupied slots and no match yet; probe on until the key or an empty slot turns up.
-        far = np.flatnonzero(~found & (stored0 != 0) & (stored1 != 0))
-        if len(far):
-            flat_found, flat_cell = found.reshape(-1), cell.reshape(-1)
-            far_cell, far_key = flat_cell[far], np.broadcast_to(key, cell.shape).reshape(-1)[far]
-            while len(far):
-                far_cell = far_cell + 1
-                stored = self.key[far_cell]
-                hit = stored == far_key
-                flat_found[far[hit]] = True
-                flat_cell[far[hit]] = far_cell[hit]
-                go_on = ~hit & (stored != 0)
-                far, far_cell, far_key = far[go_on], far_cell[go_on], far_key[go_on]
-        return found, cell
+        start, shift, key = np.broadcast_arrays(
+            np.asarray(start, dtype=np.int64), np.asarray(shift, dtype=np.uint64), np.asarray(key, dtype=np.uint64)
+        )
+        cell = np.empty(key.shape, dtype=np.int64)
+        _find(self.key, start.ravel(), shift.ravel(), self.multiplier, key.ravel(), cell.reshape(-1))
+        return cell >= 0, cell
