@@ -46,7 +46,6 @@ class Vocabulary:
         ]
         self._piece_bytes: np.ndarray | None = None  # the pieces' UTF-8 bytes end to end, for detokenize_rows
         self._piece_start: np.ndarray | None = None  # (V + 1,) where each id's bytes start in _piece_bytes
-        self._piece_chars: np.ndarray | None = None  # (V,) characters in each id's piece
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -95,27 +94,23 @@ class Vocabulary:
     def detokenize_rows(self, ids: np.ndarray, lengths: np.ndarray) -> list[str]:
         """The text of each row's first ``lengths[i]`` ids of a (k, T) array, as ``detokenize`` writes it.
 
-        One compiled pass writes every row's UTF-8 bytes into one buffer (what ``detokenize`` costs per
-        row in Python adds up when a batched env finishes a hundred episodes a step); the buffer is then
-        decoded once and cut at each row's character offset.
+        One compiled pass writes every row's UTF-8 bytes into one buffer, rows separated by a newline
+        (no piece holds whitespace but its leading space), then the buffer is decoded and split once: what
+        ``detokenize`` costs per row in Python adds up when a batched env ends a hundred episodes a step.
         """
-        ids, lengths = np.asarray(ids), np.asarray(lengths, dtype=np.int64)
+        ids, lengths = np.asarray(ids), np.asarray(lengths)
         if ids.ndim != 2 or lengths.shape != (len(ids),):
             raise ValueError(f"detokenize_rows takes (k, T) ids and (k,) lengths, got shapes {ids.shape} and {lengths.shape}")
-        if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= len(self.tokens)):
-            raise ValueError(f"ids must lie in [0, {len(self.tokens)}), got values from {ids.min()} to {ids.max()}")
+        if not len(ids):
+            return []
         if self._piece_bytes is None:
             encoded = [p.encode("utf-8") for p in self._pieces]
             self._piece_bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-            self._piece_start = np.concatenate([[0], np.cumsum([len(b) for b in encoded])]).astype(np.int64)
-            self._piece_chars = np.array([len(p) for p in self._pieces], dtype=np.int64)
-        lengths = np.minimum(lengths, ids.shape[1])
-        buffer, char_end = _join_pieces(
-            ids.astype(np.int64, copy=False), lengths, self._piece_bytes, self._piece_start, self._piece_chars
-        )
-        text = buffer.tobytes().decode("utf-8")
-        starts = [0, *char_end[:-1].tolist()]
-        return [text[a:b] for a, b in zip(starts, char_end.tolist())]
+            self._piece_start = np.cumsum([0] + [len(b) for b in encoded], dtype=np.int64)
+        buffer = _join_pieces(ids.astype(np.int64, copy=False), lengths.astype(np.int64, copy=False), self._piece_bytes, self._piece_start)
+        if buffer is None:
+            raise ValueError(f"ids must lie in [0, {len(self.tokens)}), got values from {ids.min()} to {ids.max()}")
+        return buffer.tobytes().decode("utf-8").split("\n")
 
     def mask(self, words: Iterable[str]) -> np.ndarray:
         """A bool mask of shape (V,) that is True at the ids of ``words`` (each must exist)."""
@@ -126,29 +121,32 @@ class Vocabulary:
 
 
 @numba.njit(cache=True, nogil=True)
-def _join_pieces(ids, lengths, piece_bytes, piece_start, piece_chars):
-    """Every row's pieces end to end as UTF-8 bytes, each row's leading space dropped (``str.lstrip(" ")``:
-    a piece holds at most one space, at its start), and the character offset where each row's text ends."""
-    size = 0
+def _join_pieces(ids, lengths, piece_bytes, piece_start):
+    """Every row's pieces end to end as UTF-8 bytes, a newline between rows, each row's leading space dropped
+    (``str.lstrip(" ")``: a piece holds at most one space, at its start). None if an id is out of range."""
+    num_ids = len(piece_start) - 1
+    size = len(ids) - 1  # the newlines
     for i in range(len(ids)):
-        for t in range(lengths[i]):
-            size += piece_start[ids[i, t] + 1] - piece_start[ids[i, t]]
+        for t in range(min(lengths[i], ids.shape[1])):
+            token = ids[i, t]
+            if token < 0 or token >= num_ids:
+                return None
+            size += piece_start[token + 1] - piece_start[token]
     buffer = np.empty(size, dtype=np.uint8)
-    char_end = np.empty(len(ids), dtype=np.int64)
-    at, chars = 0, 0
+    at = 0
     for i in range(len(ids)):
+        if i:
+            buffer[at] = 10  # "\n"
+            at += 1
         row_start = at
-        for t in range(lengths[i]):
+        for t in range(min(lengths[i], ids.shape[1])):
             first, last = piece_start[ids[i, t]], piece_start[ids[i, t] + 1]
             if at == row_start and first < last and piece_bytes[first] == 32:  # the row's leading space
                 first += 1
-                chars -= 1
             for j in range(first, last):
                 buffer[at] = piece_bytes[j]
                 at += 1
-            chars += piece_chars[ids[i, t]]
-        char_end[i] = chars
-    return buffer[:at], char_end
+    return buffer[:at]
 
 
 def pad_batch(sequences: Sequence[np.ndarray], width: int) -> tuple[np.ndarray, np.ndarray]:

@@ -196,7 +196,8 @@ class BatchedInstantRewardEnv(VectorEnv):
     def _final_obs(self, rows: np.ndarray) -> np.ndarray:
         source, generated = self.episodes.source(rows), self.episodes.generated[rows]  # fresh (k, .) arrays
         out = np.empty(self.num_envs, dtype=object)  # None where no episode ended
-        out[rows] = [{"source": s, "generated": g} for s, g in zip(source, generated)]
+        for r, s, g in zip(rows.tolist(), source, generated):  # item by item: numpy would inspect a list of dicts
+            out[r] = {"source": s, "generated": g}
         return out
 
     def _reference_texts(self) -> np.ndarray:

@@ -55,7 +55,10 @@ class PrefixMetric(ABC):
 
     def push(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
         """Append ``tokens[i]`` to row ``rows[i]``; returns the new Phi of those rows, float64."""
-        self.length[rows] += 1
+        if len(rows) == self.num_rows:  # rows are distinct: this is every row
+            self.length += 1
+        else:
+            self.length[rows] += 1
         phi = self._push(rows, tokens)
         return self._potential(rows) if phi is None else phi
 

@@ -88,7 +88,7 @@ class IncrementalBLEU(PrefixMetric):
         # Order-major (4, N) counts and keys: row r's state is column r.
         self.tail = np.zeros((MAX_ORDER, num_rows), dtype=np.uint64)  # packed last n tokens, n = 1..4
         self.correct = np.zeros((MAX_ORDER, num_rows), dtype=np.int64)  # clipped n-gram matches
-        self.used = np.zeros((num_rows, self.tables.max_slots), dtype=np.int32)  # matches per table slot
+        self.used = np.zeros((num_rows, self.tables.max_slots), dtype=np.int16)  # clipped matches per table slot
         self.table_start = np.zeros(num_rows, dtype=np.int64)  # each row's example table
         self.table_shift = np.zeros(num_rows, dtype=np.uint64)
         self.ref_len = np.zeros(num_rows, dtype=np.int64)  # each row's reference length
@@ -102,7 +102,7 @@ class IncrementalBLEU(PrefixMetric):
 
     def _push(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
         rows, tokens = np.asarray(rows, dtype=np.int64), np.asarray(tokens, dtype=np.int64)
-        _ensure_log_tables(int(self.length[rows].max(initial=0)) + 1)
+        _ensure_log_tables(int(self.length.max()) + 1)  # the longest row bounds the pushed ones
         phi = np.empty(len(rows), dtype=np.float64)
         bad = _push_rows(
             rows, tokens, self.length, self.tail, self.correct, self.used,
@@ -154,11 +154,12 @@ def _push_rows(rows, tokens, length, tail, correct, used, table_start, table_shi
         start = table_start[r]
         for n in range(n_max):
             cell = probe(table_key, start, table_shift[r], multiplier, tail[n, r] | _ORDER_TAG[n])
-            if cell >= 0:
-                slot = cell - start
+            if cell < 0:  # an n-gram the reference lacks: so does every longer one ending here (it contains it)
+                break
+            slot = cell - start
+            if used[r, slot] < table_count[cell]:  # BLEU's clipping: at most the reference's count
                 used[r, slot] += 1
-                if used[r, slot] <= table_count[cell]:  # BLEU's clipping: at most the reference's count
-                    correct[n, r] += 1
+                correct[n, r] += 1
         phi[i] = _bleu_of_row(correct, r, length[r], ref_len[r], log, total_log, zero_penalty)
     return -1
 

@@ -149,7 +149,7 @@ class _F1Tables:
         self.glued_last = self.glued_words[np.arange(len(tokens)), np.maximum(self.num_glued_words - 1, 0)]
         self.grow = np.array([word_id.get(w + suffix, self.miss) for w in word_id] + [self.miss], dtype=np.int64)
 
-        # One power-of-two hash table of (word, count) per example, at most a quarter full.
+        # One power-of-two hash table of (word, count) per example, at most half full.
         bags = [Counter(word_id[w] for w in words) for words in ref_words]
         self.ref_len = np.array([len(words) for words in ref_words], dtype=np.int64)  # (M,)
         distinct = np.array([len(bag) for bag in bags], dtype=np.int64)  # (M,)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numba
 import numpy as np
 
 REWARD_PARTS: tuple[str, ...] = ("sparse", "instant", "token")
@@ -85,11 +86,27 @@ class Shaping:
         Returns:
             the (k,) reward and the dict of (k,) parts.
         """
-        sparse = np.where(done, final_score, 0.0)
-        instant = sparse + np.where(done, 0.0, self.gamma * phi_next) - phi_prev
-        parts = {"sparse": sparse, "instant": instant, "token": token_match}
-        reward = np.zeros_like(sparse)
-        for part, w in self.weights.items():
-            if w:
-                reward += w * parts[part]
-        return reward, parts
+        k = len(phi_prev)
+        reward, sparse, instant = np.empty(k), np.empty(k), np.empty(k)
+        w = self.weights
+        _shape(
+            phi_prev, phi_next, done, final_score, token_match, self.gamma,
+            w["sparse"], w["instant"], w["token"], reward, sparse, instant,
+        )  # fmt: skip
+        return reward, {"sparse": sparse, "instant": instant, "token": token_match}
+
+
+@numba.njit(cache=True, nogil=True)
+def _shape(phi_prev, phi_next, done, final_score, token_match, gamma, w_sparse, w_instant, w_token, reward, sparse, instant):
+    """The parts and the weighted reward of each row, in one pass (parts with weight 0 are left out of the sum)."""
+    for i in range(len(phi_prev)):
+        sparse[i] = final_score[i] if done[i] else 0.0
+        instant[i] = sparse[i] + (0.0 if done[i] else gamma * phi_next[i]) - phi_prev[i]
+        r = 0.0
+        if w_sparse:
+            r += w_sparse * sparse[i]
+        if w_instant:
+            r += w_instant * instant[i]
+        if w_token:
+            r += w_token * token_match[i]
+        reward[i] = r

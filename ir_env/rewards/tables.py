@@ -2,7 +2,7 @@
 
 BLEU, token F1 and ROUGE-L all ask, for thousands of rows at once, "does this item occur in my example's
 reference, and how often?". Every example of a split gets a small open-addressing table (linear
-probing, at most a quarter full, plus one overflow slot per key so probing never wraps); all tables live
+probing, at most half full, plus one overflow slot per key so probing never wraps); all tables live
 in one flat array, built once per split. A lookup reads the key's home slot and walks on until it finds
 the key or an empty slot (nearly always within two slots).
 
@@ -19,6 +19,7 @@ import numba
 import numpy as np
 
 HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits mix well
+COUNT_MAX = np.iinfo(np.int16).max  # counts are int16: the tables' working set must stay in cache
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -65,9 +66,12 @@ class ExampleHashTables:
         key = np.ascontiguousarray(key, dtype=np.uint64)
         if len(key) and (key == 0).any():
             raise ValueError("ExampleHashTables keys must be non-zero (0 marks an empty slot)")
+        count = np.asarray(count)
+        if len(count) and (count.min() < 1 or count.max() > COUNT_MAX):
+            raise ValueError(f"ExampleHashTables counts must lie in [1, {COUNT_MAX}], got values up to {count.max()}")
         example = np.ascontiguousarray(example, dtype=np.int64)
         per_example = np.bincount(example, minlength=num_examples)
-        bits = np.ceil(np.log2(np.maximum(4 * per_example, 4))).astype(np.int64)  # (M,)
+        bits = np.ceil(np.log2(np.maximum(2 * per_example, 4))).astype(np.int64)  # (M,)
         span = (1 << bits) + per_example  # home slots + overflow: probing never wraps
         self.start = np.zeros(num_examples, dtype=np.int64)
         self.start[1:] = np.cumsum(span)[:-1]
@@ -75,9 +79,9 @@ class ExampleHashTables:
         self.span = span  # (M,) slots of each example's table: a clipping counter per slot needs this many
         self.max_slots = int(span.max()) if num_examples else 1
         self.key = np.zeros(int(span.sum()) + 1, dtype=np.uint64)  # the last slot stays empty: probes stop
-        self.count = np.zeros(len(self.key), dtype=np.int32)
+        self.count = np.zeros(len(self.key), dtype=np.int16)
         self.multiplier = HASH_MULTIPLIER  # read here, so that a test can make every key collide
-        _build(self.key, self.count, self.start, self.shift, self.multiplier, example, key, np.asarray(count, dtype=np.int32))
+        _build(self.key, self.count, self.start, self.shift, self.multiplier, example, key, count.astype(np.int16))
 
     def lookup(self, example: np.ndarray, key: np.ndarray) -> np.ndarray:
         """The cell holding each key in its example's table, or -1 where the reference lacks it.
