@@ -115,10 +115,8 @@ class EpisodeBatch:
 
     def reset_rows(self, rows: np.ndarray, example_ids: np.ndarray) -> None:
         """Start new episodes in ``rows`` (sorted) on ``example_ids``."""
-        self.example_ids[rows] = example_ids
-        self.sources[rows] = self.examples.source[example_ids]
-        self.generated[rows] = PAD
-        self.length[rows] = 0
+        rows, example_ids = np.asarray(rows, dtype=np.int64), np.asarray(example_ids, dtype=np.int64)
+        _start_episodes(rows, example_ids, self.examples.source, self.example_ids, self.sources, self.generated, self.length)
         phi0 = self.metric.reset(rows, example_ids)
         if self.potential_metric is not self.metric:
             phi0 = self.potential_metric.reset(rows, example_ids)
@@ -191,3 +189,14 @@ def _append_tokens(actions, example_ids, length, generated, reference, reference
         rows[grown] = r
         grown += 1
     return grown
+
+
+@numba.njit(cache=True, nogil=True)
+def _start_episodes(rows, new_example_ids, example_source, example_ids, sources, generated, length):
+    """Empty outputs in ``rows``, each with its new example's source."""
+    for i in range(len(rows)):
+        r, e = rows[i], new_example_ids[i]
+        example_ids[r] = e
+        sources[r, :] = example_source[e, :]
+        generated[r, :] = PAD
+        length[r] = 0

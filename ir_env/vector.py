@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numba
 import numpy as np
 from gymnasium.error import ResetNeeded
 from gymnasium.spaces import Discrete, MultiDiscrete
@@ -117,18 +118,27 @@ class BatchedInstantRewardEnv(VectorEnv):
         ended = terminated | truncated
         live = ~ended
 
+        # Every per-row info value in one pass: the step's values where the row lives on, the final ones
+        # where it ended (what SyncVectorEnv's info and final_info hold), 0 elsewhere.
+        n = self.num_envs
+        live_values, final_values = np.empty((len(INFO_VALUES), n)), np.empty((len(INFO_VALUES), n))
+        final_score, final_length = np.empty(n), np.empty(n, dtype=np.int64)
+        _split_info_values(
+            ended, terminated, *(result.parts[part] for part in REWARD_PARTS), result.potential, result.score,
+            ep.length, live_values, final_values, final_score, final_length,
+        )  # fmt: skip
         infos: dict[str, Any] = {}
         if live.any():  # as SyncVectorEnv: a key appears only if some row reports it
-            for part in REWARD_PARTS:
-                infos[f"reward_{part}"], infos[f"_reward_{part}"] = np.where(live, result.parts[part], 0.0), live
-            infos["potential"], infos["_potential"] = np.where(live, result.potential, 0.0), live
+            for key, values in zip(INFO_VALUES, live_values):
+                infos[key], infos[f"_{key}"] = values, live
         infos["action_mask"] = self._mask_int8
-        infos["_action_mask"] = np.ones(self.num_envs, dtype=bool)
+        infos["_action_mask"] = np.ones(n, dtype=bool)
 
         rows = np.flatnonzero(ended)
         if len(rows):
+            final_info = self._final_info(terminated, ended, final_values, final_score, final_length)
             infos["final_obs"], infos["_final_obs"] = self._final_obs(rows), ended
-            infos["final_info"], infos["_final_info"] = self._final_info(rows, result, terminated, ended), ended
+            infos["final_info"], infos["_final_info"] = final_info, ended
             new_examples = self.sampler.draw(rows)
             ep.reset_rows(rows, new_examples)
             self._steps[rows] = 0
@@ -207,23 +217,38 @@ class BatchedInstantRewardEnv(VectorEnv):
             self._reference_text = np.array(self.task.vocab.detokenize_rows(ex.reference, ex.reference_len), dtype=object)
         return self._reference_text
 
-    def _final_info(self, rows: np.ndarray, result, terminated: np.ndarray, ended: np.ndarray) -> dict[str, Any]:
-        n, ep = self.num_envs, self.episodes
+    def _final_info(self, terminated: np.ndarray, ended: np.ndarray, values: np.ndarray, score: np.ndarray, length: np.ndarray) -> dict[str, Any]:
         info: dict[str, Any] = {}
-        for part in REWARD_PARTS:
-            info[f"reward_{part}"], info[f"_reward_{part}"] = np.where(ended, result.parts[part], 0.0), ended
-        info["potential"], info["_potential"] = np.where(ended, result.potential, 0.0), ended
+        for key, column in zip(INFO_VALUES, values):
+            info[key], info[f"_{key}"] = column, ended
         info["action_mask"], info["_action_mask"] = self._mask_int8, ended
         if terminated.any():
-            info["score"], info["_score"] = np.where(terminated, result.score, 0.0), terminated
-            info["length"], info["_length"] = np.where(terminated, ep.length, 0), terminated
+            info["score"], info["_score"] = score, terminated
+            info["length"], info["_length"] = length, terminated
             if self.info_text:
-                done = np.flatnonzero(terminated)
-                vocab = self.task.vocab
-                text = np.empty(n, dtype=object)  # None where no episode ended
-                text[done] = vocab.detokenize_rows(ep.generated[done], ep.length[done])
-                reference = np.empty(n, dtype=object)
+                ep, done = self.episodes, np.flatnonzero(terminated)
+                text = np.empty(self.num_envs, dtype=object)  # None where no episode ended
+                text[done] = self.task.vocab.detokenize_rows(ep.generated[done], ep.length[done])
+                reference = np.empty(self.num_envs, dtype=object)
                 reference[done] = self._reference_texts()[ep.example_ids[done]]
                 info["text"], info["_text"] = text, terminated
                 info["reference"], info["_reference"] = reference, terminated
         return info
+
+
+#: The per-row float info values of every step: the reward parts and the potential, in this order.
+INFO_VALUES: tuple[str, ...] = (*(f"reward_{part}" for part in REWARD_PARTS), "potential")
+
+
+@numba.njit(cache=True, nogil=True)
+def _split_info_values(ended, terminated, part0, part1, part2, potential, score, length, live_values, final_values,
+                       final_score, final_length):  # fmt: skip
+    """Each row's reward parts (in REWARD_PARTS order) and potential into ``live_values`` (rows that go on) or
+    ``final_values`` (rows that ended), 0 in the other; the score and length of terminated rows, 0 elsewhere."""
+    for i in range(len(ended)):
+        values = (part0[i], part1[i], part2[i], potential[i])
+        for k in range(4):
+            live_values[k, i] = 0.0 if ended[i] else values[k]
+            final_values[k, i] = values[k] if ended[i] else 0.0
+        final_score[i] = score[i] if terminated[i] else 0.0
+        final_length[i] = length[i] if terminated[i] else 0
