@@ -132,6 +132,24 @@ def batched_driver(task: Task, num_envs: int, reward: str = "instant", info_text
     return Driver(num_envs, lambda seed: env.reset(seed=seed), _step_each(env), state)
 
 
+def reward_path_driver(task: Task, num_envs: int, reward: str = "instant") -> Driver:
+    """The batched env's reward path alone: ``EpisodeBatch.step`` (bookkeeping, metric, shaping) and the
+    reset of the rows that ended, as the env runs them, without building observations or infos."""
+    env = BatchedInstantRewardEnv(num_envs=num_envs, task=task, reward=reward)
+    episodes, sampler = env.episodes, env.sampler
+
+    def run(actions: np.ndarray) -> None:  # (calls, N)
+        for a in actions:
+            ended = np.flatnonzero(episodes.step(a).done)
+            if len(ended):
+                episodes.reset_rows(ended, sampler.draw(ended))
+
+    def state() -> tuple[np.ndarray, np.ndarray]:
+        return episodes.example_ids, episodes.length
+
+    return Driver(num_envs, lambda seed: env.reset(seed=seed), run, state)
+
+
 def sync_driver(task: Task, num_envs: int, reward: str = "instant") -> Driver:
     """``gymnasium.vector.SyncVectorEnv`` of scalar envs with same-step autoreset."""
     fns = [functools.partial(InstantRewardEnv, task=task, reward=reward) for _ in range(num_envs)]

@@ -50,6 +50,7 @@ from benchmarks.env_drivers import (
     Driver,
     batched_driver,
     naive_potential,
+    reward_path_driver,
     scalar_driver,
     sync_driver,
 )
@@ -107,7 +108,7 @@ QUICK = Settings(seconds=0.3, warmup_seconds=0.05, sync_min_calls=5, retry_conte
 # -- timing --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Cell:
-    """One measurement: an env kind (scalar, naive, sync, batched) on a task, shaping and size."""
+    """One measurement: an env kind (scalar, naive, sync, batched, rewards) on a task, shaping and size."""
 
     env: str
     task: str
@@ -160,7 +161,9 @@ def driver_for(cell: Cell) -> Driver:
         return batched_driver(task, cell.num_envs, cell.reward)
     if cell.env == "batched_no_text":
         return batched_driver(task, cell.num_envs, cell.reward, info_text=False)
-    raise ValueError(f"unknown env kind {cell.env!r}; expected scalar, naive, sync or batched")
+    if cell.env == "rewards":
+        return reward_path_driver(task, cell.num_envs, cell.reward)
+    raise ValueError(f"unknown env kind {cell.env!r}; expected scalar, naive, sync, batched or rewards")
 
 
 class CellRun:
@@ -386,33 +389,37 @@ def length_section(bench: EnvBench) -> Section:
     plan = [(metric, length) for metric in s.sweep_metrics for length in s.lengths]
     if s.vader_length is not None:
         plan.append(("vader", s.vader_length))
-    bench.measure(
-        [c for m, L in plan for c in (Cell("batched", f"long:{m}:{L}", num_envs=n), Cell("naive", f"long:{m}:{L}"))]
-    )
+    def cells(metric: str, length: int) -> tuple[Cell, Cell, Cell]:  # batched, its reward path, naive
+        task = f"long:{metric}:{length}"
+        return Cell("batched", task, num_envs=n), Cell("rewards", task, num_envs=n), Cell("naive", task)
+
+    bench.measure([c for m, L in plan for c in cells(m, L)])
     rows, growth, checks = [], [], []
     for metric, length in plan:
-        task = f"long:{metric}:{length}"
-        batched, naive = bench(Cell("batched", task, num_envs=n)), bench(Cell("naive", task))
+        batched, rewards, naive = map(bench, cells(metric, length))
         b, v = batched.ns_per_token, naive.ns_per_token
-        rows.append([metric, str(length), rate(b, batched), rate(v, naive), ratio(v / b)])
+        rows.append([metric, str(length), rate(b, batched), rate(rewards.ns_per_token, rewards), rate(v, naive), ratio(v / b)])
     for metric in s.sweep_metrics:
-        cost = {
-            L: (bench(Cell("batched", f"long:{metric}:{L}", num_envs=n)), bench(Cell("naive", f"long:{metric}:{L}")))
-            for L in (lo, hi)
-        }
-        b, v = (cost[hi][i].ns_per_token / cost[lo][i].ns_per_token for i in (0, 1))
-        growth.append([metric, ratio(b), ratio(v)])
+        cost = {L: [m.ns_per_token for m in map(bench, cells(metric, L))] for L in (lo, hi)}
+        b, r, v = (cost[hi][i] / cost[lo][i] for i in range(3))
+        growth.append([metric, ratio(b), ratio(r), ratio(v)])
         checks.append(Check(f"batched per-token cost ratio L={hi} / L={lo} at most 1.5 ({metric})", ratio(b), b <= 1.5))
     notes = (
         f"`LongTargetTask`: references of exactly L uniform words from a vocabulary of about 1,000, the "
         f"output cap is L, the metric is the env's own class; the copy-or-random policy writes L tokens per "
-        f"episode. Batched env at N={n}; naive as in the comparison (scalar env). Nanoseconds per token step, "
+        f"episode. Batched env at N={n}; naive as in the comparison (scalar env). *reward path*: the batched "
+        f"env's `EpisodeBatch.step` (bookkeeping, metric, shaping) and resets alone, without the observation "
+        f"and infos a step returns: the observation holds the (N, L) prefix, fresh every step, so copying it "
+        f"costs O(L) per token step whatever the metric does. Nanoseconds per token step, "
         f"lower is better. VADER calls the VADER package once per row and token by design (no incremental "
         f"form), so it is measured at L={s.vader_length} only, as a cost reference against the other metrics."
     )
     tables = [
-        Table(["metric", "L", f"batched N={n}: ns/token", "naive: ns/token", "naive / batched"], rows),
-        Table(["metric", f"batched cost(L={hi}) / cost(L={lo})", f"naive cost(L={hi}) / cost(L={lo})"], growth),
+        Table(["metric", "L", f"batched N={n}: ns/token", "reward path: ns/token", "naive: ns/token", "naive / batched"], rows),
+        Table(
+            ["metric", f"batched cost(L={hi}) / cost(L={lo})", "reward path", f"naive cost(L={hi}) / cost(L={lo})"],
+            growth,
+        ),
     ]
     return Section("Length sweep: per-token cost against the output length", notes, tables, checks)
 

@@ -11,6 +11,7 @@ from benchmarks.env_drivers import (
     ActionStream,
     batched_driver,
     naive_potential,
+    reward_path_driver,
     scalar_driver,
     sync_driver,
 )
@@ -105,7 +106,7 @@ def test_naive_baseline_rewards_equal_the_instant_env(task_name: str) -> None:
             naive.reset()
 
 
-@pytest.mark.parametrize("kind", ["scalar", "batched", "sync"])
+@pytest.mark.parametrize("kind", ["scalar", "batched", "sync", "rewards"])
 @pytest.mark.parametrize("task_name", ["translation", "matching:summary"])
 def test_action_stream_follows_the_env_episodes(kind: str, task_name: str) -> None:
     task = task_named(task_name)
@@ -113,6 +114,7 @@ def test_action_stream_follows_the_env_episodes(kind: str, task_name: str) -> No
         "scalar": lambda: scalar_driver(task),
         "batched": lambda: batched_driver(task, 4),
         "sync": lambda: sync_driver(task, 4),
+        "rewards": lambda: reward_path_driver(task, 4),
     }[kind]()
     stream = ActionStream(task, driver.num_rows, seed=11)
     driver.reset(stream.seed)
