@@ -16,8 +16,9 @@ state is a bit vector ``V`` over the reference positions (all ones at the start)
 x whose match mask over the reference is ``M`` does ``U = V & M; V = (V + U) | (V - U)``, and the LCS of
 the prefix and the reference is the number of zero bits among the reference's R bits. The masks of every
 (example, word) pair are built once per split and found through the per-example hash tables BLEU uses.
-Cost per token: O(R / 64) machine words, vectorised over rows (one word for references of up to 64
-rouge tokens), so the cost per token hardly grows with the reference, against the O(R) of the LCS table.
+Cost per token: O(R / 64) machine words (one word for references of up to 64 rouge tokens), in one
+compiled (numba) loop over the rows, so the cost per token hardly grows with the reference, against the
+O(R) of the LCS table.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from __future__ import annotations
 import re
 import weakref
 
+import numba
 import numpy as np
 from rouge_score.tokenizers import DefaultTokenizer
 
 from ir_env.rewards.base import PrefixMetric, check_reference_ids
-from ir_env.rewards.tables import ExampleHashTables
+from ir_env.rewards.tables import ExampleHashTables, probe
 from ir_env.tasks.base import Examples
 from ir_env.tokenizer import BOS, EOS, PAD, UNK, Vocabulary, pad_batch
 
@@ -38,29 +40,6 @@ _TOKENIZER = DefaultTokenizer(use_stemmer=False)
 _WORD_BITS = 64
 _ONE = np.uint64(1)
 _ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
-_BYTE_POPCOUNT = np.array([bin(b).count("1") for b in range(256)], dtype=np.int64)
-
-
-def _popcount(x: np.ndarray) -> np.ndarray:
-    """Set bits of each uint64 of ``x``."""
-    if hasattr(np, "bitwise_count"):  # numpy >= 2.0
-        return np.bitwise_count(x)
-    return _BYTE_POPCOUNT[x.view(np.uint8)].reshape(*x.shape, 8).sum(axis=-1)
-
-
-def _add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a + b for (k, W) unsigned little-endian multi-word integers, modulo 2**(64 W)."""
-    if a.shape[1] == 1:
-        return a + b  # uint64 addition wraps: the top word's carry out is dropped, as it must be
-    out = np.empty_like(a)
-    carry = np.zeros(a.shape[0], dtype=np.uint64)
-    for w in range(a.shape[1]):
-        s = a[:, w] + b[:, w]
-        overflow = s < a[:, w]
-        s += carry
-        carry = (overflow | (s < carry)).astype(np.uint64)
-        out[:, w] = s
-    return out
 
 
 class _RougeTables:
@@ -129,7 +108,7 @@ class RougeL(PrefixMetric):
     """ROUGE-L F-measure (rouge-score, no stemming) of each row's detokenised prefix against its reference.
 
     Range [0, 1]; the reference itself scores 1 (0 if it has no rouge token). Cost per token: O(R / 64)
-    words for a reference of R rouge tokens (bit-parallel LCS), vectorised over rows.
+    words for a reference of R rouge tokens (bit-parallel LCS).
 
     Args:
         examples: the split whose references the rows are scored against.
@@ -157,24 +136,71 @@ class RougeL(PrefixMetric):
         self.bits[rows] = _ALL_ONES
         self.pred_len[rows] = 0
 
-    def _push(self, rows: np.ndarray, tokens: np.ndarray) -> None:
-        words, num_words = self.tables.words[tokens], self.tables.num_words[tokens]  # (k, L), (k,)
-        for j in range(words.shape[1]):  # L is the most rouge tokens one vocabulary token holds, usually 1
-            has = num_words > j
-            r, w = (rows, words[:, j]) if has.all() else (rows[has], words[has, j])
-            found, cell = self.tables.index.find(self.table_start[r], self.table_shift[r], w.astype(np.uint64))
-            match = np.where(found[:, None], self.tables.masks[cell], np.uint64(0))  # (k, W) M
-            v = self.bits[r]  # (k, W)
-            u = v & match
-            self.bits[r] = _add(v, u) | (v ^ u)  # v - u = v ^ u: u's bits are a subset of v's
-            self.pred_len[r] += 1
+    def _push(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        t, index = self.tables, self.tables.index
+        rows, tokens = np.asarray(rows, dtype=np.int64), np.asarray(tokens, dtype=np.int64)
+        phi = np.empty(len(rows))
+        _push_rows(
+            rows, tokens, t.words, t.num_words, index.key, index.multiplier, self.table_start, self.table_shift,
+            t.masks, self.bits, self.pred_len, self.example_ids, t.low_bits, t.ref_len, phi,
+        )  # fmt: skip
+        return phi  # the rows' new F-measure, computed in the same pass
 
     def _potential(self, rows: np.ndarray) -> np.ndarray:
-        e = self.example_ids[rows]
-        ref_len = self.tables.ref_len[e]
-        lcs = _popcount(~self.bits[rows] & self.tables.low_bits[e]).sum(axis=1).astype(np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            precision = lcs / self.pred_len[rows]
-            recall = lcs / ref_len
-            f = 2 * precision * recall / (precision + recall)  # rouge_score.scoring.fmeasure, for parity
-        return np.where(lcs > 0, f, 0.0)
+        phi = np.empty(len(rows))
+        _score_rows(
+            np.asarray(rows, dtype=np.int64), self.bits, self.pred_len, self.example_ids, self.tables.low_bits,
+            self.tables.ref_len, phi,
+        )  # fmt: skip
+        return phi
+
+
+@numba.njit(cache=True, nogil=True)
+def _push_rows(rows, tokens, words, num_words, table_key, multiplier, table_start, table_shift, masks, bits, pred_len,
+               example_ids, low_bits, ref_len, phi):  # fmt: skip
+    """Each row's token's rouge words through the bit-parallel LCS step, then the row's F-measure into ``phi``."""
+    for i in range(len(rows)):
+        r, token = rows[i], tokens[i]
+        for j in range(num_words[token]):  # the most rouge words one vocabulary token holds, usually 1
+            cell = probe(table_key, table_start[r], table_shift[r], multiplier, np.uint64(words[token, j]))
+            pred_len[r] += 1
+            if cell < 0:  # a word the reference lacks: M = 0, so U = 0 and V stays as it is
+                continue
+            carry = np.uint64(0)
+            for w in range(bits.shape[1]):  # V = (V + U) | (V - U) with U = V & M; V - U = V ^ U (U within V)
+                v = bits[r, w]
+                u = v & masks[cell, w]
+                total = v + u  # multi-word addition, little-endian words: uint64 wraps, the carry moves on
+                out = total + carry
+                carry = np.uint64((total < v) | (out < carry))
+                bits[r, w] = out | (v ^ u)
+        phi[i] = _f_of_row(bits, pred_len, example_ids, low_bits, ref_len, r)
+
+
+@numba.njit(cache=True, nogil=True)
+def _score_rows(rows, bits, pred_len, example_ids, low_bits, ref_len, phi):
+    for i in range(len(rows)):
+        phi[i] = _f_of_row(bits, pred_len, example_ids, low_bits, ref_len, rows[i])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _f_of_row(bits, pred_len, example_ids, low_bits, ref_len, r):
+    """Row r's F-measure: the LCS is the count of zero bits among its reference's first R bits."""
+    e = example_ids[r]
+    lcs = 0
+    for w in range(bits.shape[1]):
+        lcs += np.int64(_popcount(~bits[r, w] & low_bits[e, w]))
+    if lcs == 0:
+        return 0.0
+    precision = lcs / pred_len[r]
+    recall = lcs / ref_len[e]
+    return 2 * precision * recall / (precision + recall)  # rouge_score.scoring.fmeasure, for parity
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _popcount(x):
+    """Set bits of one uint64 (the SWAR sum that compilers turn into one popcnt instruction)."""
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
