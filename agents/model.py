@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -141,17 +142,29 @@ def allowed_actions(action_mask: torch.Tensor | np.ndarray | None, vocab_size: i
     """
     if action_mask is None:
         return None
+    # A learner passes the same mask tensor to every minibatch: reuse the last answer while the tensor is
+    # unchanged (its _version counts in-place writes), since nonzero() waits for the GPU each time.
+    key = (id(action_mask), getattr(action_mask, "_version", None), vocab_size, str(device))
+    cached = _LAST_ALLOWED.get("entry")
+    if isinstance(action_mask, torch.Tensor) and cached is not None and cached[0] == key and cached[1]() is action_mask:
+        return cached[2]
     mask = _bool_mask(action_mask, device)
     if mask.dim() != 1:
         return None
     if mask.shape[0] != vocab_size:
         raise ValueError(f"action_mask has shape {tuple(mask.shape)}; expected ({vocab_size},), one entry per action")
     ids = mask.nonzero().squeeze(1)
-    if ids.numel() in (0, vocab_size):
-        return None
-    position = torch.full((vocab_size,), -1, dtype=torch.int64, device=mask.device)
-    position[ids] = torch.arange(ids.numel(), device=mask.device)
-    return ids, position
+    result = None
+    if ids.numel() not in (0, vocab_size):
+        position = torch.full((vocab_size,), -1, dtype=torch.int64, device=mask.device)
+        position[ids] = torch.arange(ids.numel(), device=mask.device)
+        result = ids, position
+    if isinstance(action_mask, torch.Tensor):
+        _LAST_ALLOWED["entry"] = (key, weakref.ref(action_mask), result)
+    return result
+
+
+_LAST_ALLOWED: dict[str, tuple] = {}  # "entry": (key, weak reference to the mask, answer) of the last tensor mask
 
 
 def make_adam(params, **kwargs) -> torch.optim.Adam:

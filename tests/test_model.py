@@ -310,6 +310,20 @@ def test_allowed_actions_lists_the_mask_and_declines_masks_with_nothing_to_restr
         allowed_actions(torch.ones(V + 1, dtype=torch.bool), V)
 
 
+def test_allowed_actions_reuses_its_answer_for_the_same_mask_until_the_mask_changes():
+    """A learner passes one mask tensor to every minibatch; nonzero() would wait for the GPU each time."""
+    mask = torch.zeros(V, dtype=torch.bool)
+    mask[[EOS, 5, 9]] = True
+    first = allowed_actions(mask, V)
+    assert allowed_actions(mask, V) is first, "same tensor, unchanged: the last answer"
+    mask[40] = True  # an in-place write bumps the tensor's version
+    ids, position = allowed_actions(mask, V)
+    assert ids.tolist() == [EOS, 5, 9, 40] and position[40] == 3
+    other = mask.clone()
+    assert allowed_actions(other, V) is not allowed_actions(mask, V), "another tensor is computed afresh"
+    assert allowed_actions(other, V)[0].tolist() == [EOS, 5, 9, 40]
+
+
 def test_a_vector_mask_gives_the_full_masked_softmax_its_gradients_and_lowest_logprob_for_forbidden_actions():
     """evaluate_actions with a (V,) mask computes the allowed actions' logits only; the numbers and the
     gradients must be those of masking all V logits (a per-position mask takes that full path)."""
