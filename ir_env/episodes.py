@@ -91,6 +91,9 @@ class EpisodeBatch:
         self.example_ids = np.zeros(num_rows, dtype=np.int64)
         self.generated = np.full((num_rows, self.max_len), PAD, dtype=np.int64)
         self.sources = np.full((num_rows, task.max_source_len), PAD, dtype=np.int64)  # each row's source
+        # Each row's reference, copied in at reset: a step reads it row by row, not scattered over the split.
+        self.references = np.full((num_rows, self.examples.reference.shape[1]), PAD, dtype=np.int64)
+        self.reference_len = np.zeros(num_rows, dtype=np.int64)
         self.length = np.zeros(num_rows, dtype=np.int64)
         self.phi = np.zeros(num_rows, dtype=np.float64)
 
@@ -116,7 +119,11 @@ class EpisodeBatch:
     def reset_rows(self, rows: np.ndarray, example_ids: np.ndarray) -> None:
         """Start new episodes in ``rows`` (sorted) on ``example_ids``."""
         rows, example_ids = np.asarray(rows, dtype=np.int64), np.asarray(example_ids, dtype=np.int64)
-        _start_episodes(rows, example_ids, self.examples.source, self.example_ids, self.sources, self.generated, self.length)
+        ex = self.examples
+        _start_episodes(
+            rows, example_ids, ex.source, ex.reference, ex.reference_len, self.example_ids, self.sources,
+            self.references, self.reference_len, self.generated, self.length,
+        )  # fmt: skip
         phi0 = self.metric.reset(rows, example_ids)
         if self.potential_metric is not self.metric:
             phi0 = self.potential_metric.reset(rows, example_ids)
@@ -125,13 +132,12 @@ class EpisodeBatch:
     def step(self, actions: np.ndarray) -> StepResult:
         """Append one token per row (EOS ends the row's episode); actions must be valid ids, (N,) int64."""
         n = self.num_rows
-        ex = self.examples
         token_match = np.empty(n, dtype=np.float64)
         done = np.empty(n, dtype=bool)
         rows = np.empty(n, dtype=np.int64)
         grown = _append_tokens(
-            actions, self.example_ids, self.length, self.generated, ex.reference, ex.reference_len, self.max_len,
-            token_match, done, rows,
+            actions, self.length, self.generated, self.references, self.reference_len, self.max_len, token_match,
+            done, rows,
         )  # fmt: skip
         all_grow = grown == n
         rows = rows[:grown]
@@ -168,7 +174,7 @@ class EpisodeBatch:
 
 
 @numba.njit(cache=True, nogil=True)
-def _append_tokens(actions, example_ids, length, generated, reference, reference_len, max_len, token_match, done, rows):
+def _append_tokens(actions, length, generated, reference, reference_len, max_len, token_match, done, rows):
     """The bookkeeping of one step in one pass: append each non-EOS action to its row's output, the naive
     per-position match reward (1/|y*| where the token equals the reference's at its position, UNK matching
     nothing), and which rows end. Fills ``rows`` with the rows that grew and returns how many did."""
@@ -180,9 +186,8 @@ def _append_tokens(actions, example_ids, length, generated, reference, reference
             done[r] = True
             continue
         position = length[r]
-        e = example_ids[r]
-        if position < reference_len[e] and reference[e, position] == token and token != UNK:
-            token_match[r] = 1.0 / reference_len[e]
+        if position < reference_len[r] and reference[r, position] == token and token != UNK:
+            token_match[r] = 1.0 / reference_len[r]
         generated[r, position] = token
         length[r] = position + 1
         done[r] = position + 1 >= max_len
@@ -192,11 +197,14 @@ def _append_tokens(actions, example_ids, length, generated, reference, reference
 
 
 @numba.njit(cache=True, nogil=True)
-def _start_episodes(rows, new_example_ids, example_source, example_ids, sources, generated, length):
-    """Empty outputs in ``rows``, each with its new example's source."""
+def _start_episodes(rows, new_example_ids, example_source, example_reference, example_reference_len, example_ids,
+                    sources, references, reference_len, generated, length):  # fmt: skip
+    """Empty outputs in ``rows``, each with its new example's source and reference."""
     for i in range(len(rows)):
         r, e = rows[i], new_example_ids[i]
         example_ids[r] = e
         sources[r, :] = example_source[e, :]
+        references[r, :] = example_reference[e, :]
+        reference_len[r] = example_reference_len[e]
         generated[r, :] = PAD
         length[r] = 0
