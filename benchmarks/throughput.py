@@ -398,7 +398,8 @@ def length_section(bench: EnvBench) -> Section:
     for metric, length in plan:
         batched, rewards, naive = map(bench, cells(metric, length))
         b, v = batched.ns_per_token, naive.ns_per_token
-        rows.append([metric, str(length), rate(b, batched), rate(rewards.ns_per_token, rewards), rate(v, naive), ratio(v / b)])
+        reward_path = rate(rewards.ns_per_token, rewards)
+        rows.append([metric, str(length), rate(b, batched), reward_path, rate(v, naive), ratio(v / b)])
     for metric in s.sweep_metrics:
         cost = {L: [m.ns_per_token for m in map(bench, cells(metric, L))] for L in (lo, hi)}
         b, r, v = (cost[hi][i] / cost[lo][i] for i in range(3))
@@ -415,7 +416,10 @@ def length_section(bench: EnvBench) -> Section:
         f"form), so it is measured at L={s.vader_length} only, as a cost reference against the other metrics."
     )
     tables = [
-        Table(["metric", "L", f"batched N={n}: ns/token", "reward path: ns/token", "naive: ns/token", "naive / batched"], rows),
+        Table(
+            ["metric", "L", f"batched N={n}: ns/token", "reward path: ns/token", "naive: ns/token", "naive / batched"],
+            rows,
+        ),
         Table(
             ["metric", f"batched cost(L={hi}) / cost(L={lo})", "reward path", f"naive cost(L={hi}) / cost(L={lo})"],
             growth,

@@ -100,14 +100,17 @@ class Vocabulary:
         """
         ids, lengths = np.asarray(ids), np.asarray(lengths)
         if ids.ndim != 2 or lengths.shape != (len(ids),):
-            raise ValueError(f"detokenize_rows takes (k, T) ids and (k,) lengths, got shapes {ids.shape} and {lengths.shape}")
+            raise ValueError(
+                f"detokenize_rows takes (k, T) ids and (k,) lengths, got shapes {ids.shape} and {lengths.shape}"
+            )
         if not len(ids):
             return []
         if self._piece_bytes is None:
             encoded = [p.encode("utf-8") for p in self._pieces]
             self._piece_bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8)
             self._piece_start = np.cumsum([0] + [len(b) for b in encoded], dtype=np.int64)
-        buffer = _join_pieces(ids.astype(np.int64, copy=False), lengths.astype(np.int64, copy=False), self._piece_bytes, self._piece_start)
+        ids, lengths = ids.astype(np.int64, copy=False), lengths.astype(np.int64, copy=False)
+        buffer = _join_pieces(ids, lengths, self._piece_bytes, self._piece_start)
         if buffer is None:
             raise ValueError(f"ids must lie in [0, {len(self.tokens)}), got values from {ids.min()} to {ids.max()}")
         return buffer.tobytes().decode("utf-8").split("\n")

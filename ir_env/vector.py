@@ -217,7 +217,11 @@ class BatchedInstantRewardEnv(VectorEnv):
             self._reference_text = np.array(self.task.vocab.detokenize_rows(ex.reference, ex.reference_len), dtype=object)
         return self._reference_text
 
-    def _final_info(self, terminated: np.ndarray, ended: np.ndarray, values: np.ndarray, score: np.ndarray, length: np.ndarray) -> dict[str, Any]:
+    def _final_info(
+        self, terminated: np.ndarray, ended: np.ndarray, values: np.ndarray, score: np.ndarray, length: np.ndarray
+    ) -> dict[str, Any]:
+        """The final info of the rows that ended: ``values`` (4, N) from _split_info_values, then the score,
+        length and (with ``info_text``) text of the terminated ones."""
         info: dict[str, Any] = {}
         for key, column in zip(INFO_VALUES, values):
             info[key], info[f"_{key}"] = column, ended

@@ -106,7 +106,8 @@ class IncrementalBLEU(PrefixMetric):
         phi = np.empty(len(rows), dtype=np.float64)
         bad = _push_rows(
             rows, tokens, self.length, self.tail, self.correct, self.used,
-            self.table_start, self.table_shift, self.ref_len, self.tables.key, self.tables.count, self.tables.multiplier,
+            self.table_start, self.table_shift, self.ref_len, self.tables.key, self.tables.count,
+            self.tables.multiplier,
             _LOG, _TOTAL_LOG, _ZERO_PENALTY, phi,
         )  # fmt: skip
         if bad >= 0:
@@ -123,7 +124,8 @@ class IncrementalBLEU(PrefixMetric):
 
 
 @numba.njit(cache=True, nogil=True)
-def _reset_rows(rows, example_ids, start, shift, span, reference_len, table_start, table_shift, ref_len, tail, correct, used):
+def _reset_rows(rows, example_ids, start, shift, span, reference_len, table_start, table_shift, ref_len, tail, correct,
+                used):  # fmt: skip
     for r in rows:
         e = example_ids[r]
         table_start[r], table_shift[r], ref_len[r] = start[e], shift[e], reference_len[e]

@@ -97,7 +97,8 @@ class Shaping:
 
 
 @numba.njit(cache=True, nogil=True)
-def _shape(phi_prev, phi_next, done, final_score, token_match, gamma, w_sparse, w_instant, w_token, reward, sparse, instant):
+def _shape(phi_prev, phi_next, done, final_score, token_match, gamma, w_sparse, w_instant, w_token, reward, sparse,
+           instant):  # fmt: skip
     """The parts and the weighted reward of each row, in one pass (parts with weight 0 are left out of the sum)."""
     for i in range(len(phi_prev)):
         sparse[i] = final_score[i] if done[i] else 0.0

@@ -4,7 +4,7 @@ BLEU, token F1 and ROUGE-L all ask, for thousands of rows at once, "does this it
 reference, and how often?". Every example of a split gets a small open-addressing table (linear
 probing, at most half full, plus one overflow slot per key so probing never wraps); all tables live
 in one flat array, built once per split. A lookup reads the key's home slot and walks on until it finds
-the key or an empty slot (nearly always within two slots).
+the key or an empty slot (two or three slots on average at half load).
 
 The probing is compiled with numba (``probe``), so that a metric's own compiled step can call it per row
 and the bulk ``find`` runs as one loop rather than a dozen numpy passes.
@@ -19,7 +19,7 @@ import numba
 import numpy as np
 
 HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits mix well
-COUNT_MAX = np.iinfo(np.int16).max  # counts are int16: the tables' working set must stay in cache
+COUNT_MAX = np.iinfo(np.int16).max  # counts are int16: tables read at random every step stay small
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
