@@ -20,6 +20,10 @@ machine):
   ``--rl-minutes`` of RL with the instant BLEU reward (``agents.trainer.train``, the ``--rl-algo`` learner at
   ``--rl-lr``, temperature ``--rl-temperature``, ``--rl-envs`` episodes per update).
 
+With ``--ema DECAY ...``, exponential moving averages of the weights are kept beside the last weights
+(updated each step, inside the budget); each arm's MLE weights (the MLE arm's at the end, the RL arm's at its
+snapshot) are whichever of these candidates scores best on valid at that moment. All are reported.
+
 Scores: corpus BLEU of greedy output against the raw German references (sacrebleu, 13a, case-insensitive
 because the task lower-cases both sides; the signature is in the results file), on valid during training
 (every ``--eval-minutes``, not counted in the budget) and on test2016 at the end. Outputs are joined by
@@ -86,11 +90,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=400)
     parser.add_argument("--dropout", type=float, default=0.1, help="multi30k and squad: dropout of the MLE model")
-    parser.add_argument("--ema", type=float, default=0.0,
-                        help="multi30k: if > 0, the decay of a weight average (agents.supervised.WeightAverage) the "
-                             "MLE arms are scored with, the last weights shown beside it; 0 (default) scores the "
-                             "last weights. At 0.998 an 8-minute tiny run scored worse averaged (valid 10.4 against "
-                             "16.7): the average lags a model that is still improving fast")
+    parser.add_argument("--ema", type=float, nargs="*", default=[], metavar="DECAY",
+                        help="multi30k: decays of exponential moving averages of the weights "
+                             "(agents.supervised.WeightAverage), kept beside the last weights; each MLE arm is "
+                             "scored with whichever of them has the best valid BLEU (test is never used to choose), "
+                             "all of them reported. None (default): the last weights. At 0.998 an 8-minute tiny run "
+                             "scored worse averaged (valid 10.4 against 16.7): the average lags a model that is still "
+                             "improving fast")
     parser.add_argument("--rl-algo", default="rloo", choices=["ppo", "reinforce", "rloo"])
     parser.add_argument("--rl-lr", type=float, default=1e-5)
     parser.add_argument("--rl-temperature", type=float, default=0.5)
@@ -109,6 +115,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args(argv)
+    if any(not 0.0 < d < 1.0 for d in args.ema):
+        parser.error(f"--ema decays must be in (0, 1), got {args.ema}")
     if not 0 <= args.rl_minutes < args.minutes:
         parser.error(f"--rl-minutes must be in [0, --minutes={args.minutes}), got {args.rl_minutes}")
     if args.data_dir is not None:
@@ -161,13 +169,47 @@ def rl_from(start, into, task_name: str, args: argparse.Namespace, minutes: floa
     return summary
 
 
+class WeightCandidates:
+    """The last weights of a model and exponential moving averages of them at several decays, updated as one
+    (``mle_train`` calls ``update`` after each step), and chosen between by a score on valid data."""
+
+    def __init__(self, model, decays: list[float]):
+        from agents.supervised import WeightAverage
+
+        self.model = model
+        self.averages = {f"EMA {d:g}": WeightAverage(model, d) for d in sorted(set(decays))}
+
+    def update(self) -> None:
+        for average in self.averages.values():
+            average.update()
+
+    def names(self) -> list[str]:
+        return ["last weights", *self.averages]
+
+    def score(self, evaluate, splits: tuple[str, ...]) -> tuple[str, dict[str, dict[str, float]], dict[str, Any]]:
+        """Score every candidate with ``evaluate(split) -> BLEU`` on ``splits`` (the first one chooses):
+        (chosen name, {name: {split_bleu: score}}, chosen weights as a state dict). The model gets its last
+        weights back."""
+        last = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        scores: dict[str, dict[str, float]] = {}
+        states: dict[str, dict[str, Any]] = {}
+        for name in self.names():
+            if name in self.averages:
+                self.averages[name].copy_to()
+            scores[name] = {f"{split}_bleu": evaluate(split) for split in splits}
+            states[name] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.model.load_state_dict(last)
+        chosen = max(self.names(), key=lambda n: scores[n][f"{splits[0]}_bleu"])  # ties: the earlier name
+        return chosen, scores, states[chosen]
+
+
 def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
     """The multi30k part: MLE for the whole budget, and MLE snapshot + RL, scored on test2016."""
     import torch
 
     from agents.model import ModelConfig, PolicyModel
     from agents.ppo import PPOConfig
-    from agents.supervised import WeightAverage, mle_train
+    from agents.supervised import mle_train
     from ir_env.tasks.data import read_multi30k
     from ir_env.tasks.real import MULTI30K_FILES, Multi30kTask
 
@@ -178,20 +220,28 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
                                 dropout=args.dropout)
     model = PolicyModel(config)
     mle = mle_recipe(args, args.minutes, label_smoothing=0.1)
-    average = WeightAverage(model, args.ema) if args.ema else None
+    candidates = WeightCandidates(model, args.ema) if args.ema else None
     snapshot_at = (args.minutes - args.rl_minutes) * 60
     curve: list[dict[str, float]] = []
     snapshot: dict[str, torch.Tensor] = {}
+    snapshot_choice: dict[str, Any] = {}
     clock = {"start": time.perf_counter(), "outside": 0.0, "next_eval": args.eval_minutes * 60}
+
+    def evaluate(split: str) -> float:
+        return corpus_bleu(model, task, split, refs[split])[0]
 
     def on_step(step: int, loss: float) -> None:
         t0 = time.perf_counter()
         trained = t0 - clock["start"] - clock["outside"]
         if args.rl_minutes > 0 and not snapshot and trained >= snapshot_at:
-            snapshot.update({k: v.detach().clone() for k, v in model.state_dict().items()})
-            if average is not None:  # the RL arm starts from what the MLE arm is scored with: the average
-                names = [name for name, _ in model.named_parameters()]
-                snapshot.update({name: avg.clone() for name, avg in zip(names, average.params)})
+            if candidates is None:
+                snapshot.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+            else:  # the RL arm starts from the candidate that scores best on valid, as the MLE arm is scored
+                chosen, scores, state = candidates.score(evaluate, ("valid",))
+                snapshot.update(state)
+                snapshot_choice.update(weights=chosen, candidates=scores)
+                print(f"  snapshot candidates (valid BLEU): {scores}; chosen: {chosen}", flush=True)
+                model.train()
             snapshot["_step"] = torch.tensor(step + 1)
         if trained >= clock["next_eval"]:
             score, _, _ = corpus_bleu(model, task, "valid", refs["valid"])
@@ -202,20 +252,21 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
         clock["outside"] += time.perf_counter() - t0
 
     print(f"multi30k MLE: {args.model} ({model.num_parameters() / 1e6:.1f}M parameters), {args.minutes:g} min", flush=True)
-    losses = mle_train(model, task, mle, seed=args.seed, on_step=on_step, average=average)
+    losses = mle_train(model, task, mle, seed=args.seed, on_step=on_step, average=candidates)
     result: dict[str, Any] = {"parameters": model.num_parameters(), "mle_steps": len(losses),
                               "mle_train_seconds": time.perf_counter() - clock["start"] - clock["outside"],
                               "valid_curve": curve}
-    if average is not None:
-        valid_raw, _, _ = corpus_bleu(model, task, "valid", refs["valid"])
-        test_raw, _, _ = corpus_bleu(model, task, "test", refs["test"])
-        result["mle_raw"] = {"valid_bleu": valid_raw, "test_bleu": test_raw}
-        print(f"MLE {args.minutes:g} min, last weights: valid {valid_raw:.2f}, test {test_raw:.2f}", flush=True)
-        average.copy_to()
+    if candidates is not None:
+        chosen, scores, state = candidates.score(evaluate, ("valid", "test"))
+        result["mle_candidates"] = scores
+        print(f"MLE {args.minutes:g} min candidates: {scores}; chosen on valid: {chosen}", flush=True)
+        model.load_state_dict(state)
     valid_mle, _, _ = corpus_bleu(model, task, "valid", refs["valid"])
     test_mle, signature, hyps = corpus_bleu(model, task, "test", refs["test"])
     result["signature"] = signature
     result["mle"] = {"valid_bleu": valid_mle, "test_bleu": test_mle, "test_examples": hyps[:5]}
+    if candidates is not None:
+        result["mle"]["weights"] = chosen
     print(f"MLE {args.minutes:g} min ({len(losses)} steps): valid {valid_mle:.2f}, test {test_mle:.2f}  [{signature}]",
           flush=True)
     if args.rl_minutes > 0:
@@ -223,7 +274,8 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
         model.load_state_dict(snapshot)
         valid_snap, _, _ = corpus_bleu(model, task, "valid", refs["valid"])
         test_snap, _, _ = corpus_bleu(model, task, "test", refs["test"])
-        result["mle_snapshot"] = {"step": step, "minutes": snapshot_at / 60, "valid_bleu": valid_snap, "test_bleu": test_snap}
+        result["mle_snapshot"] = {"step": step, "minutes": snapshot_at / 60, "valid_bleu": valid_snap,
+                                  "test_bleu": test_snap, **snapshot_choice}
         print(f"MLE snapshot at {snapshot_at / 60:g} min (step {step}): valid {valid_snap:.2f}, test {test_snap:.2f}", flush=True)
         ppo = PPOConfig(algo=args.rl_algo, learning_rate=args.rl_lr, num_envs=args.rl_envs, temperature=args.rl_temperature)
         summary = rl_from(model, model, task.name, args, args.rl_minutes, ppo, eval_examples=256)
@@ -390,26 +442,53 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
              f"warm-up {a['warmup']} steps then inverse-sqrt decay, dropout {a.get('dropout', 0.1)}, "
              "label smoothing 0.1; budget "
              f"{a['minutes']:g} min of optimiser steps per arm (evaluations excluded). "
-             + (f"The MLE arms are scored with an exponential moving average of the weights (decay {a['ema']:g}, "
-                "updated every step inside the timed budget; the running form of checkpoint averaging); the "
-                "last raw weights are shown too. " if a.get("ema") else "")
+             + _ema_sentence(a)
              + "Protocol: the docstring of `benchmarks/quality.py`.", "",
              "| arm | training | valid BLEU | test2016 BLEU |", "|---|---|---|---|",
-             f"| MLE | {a['minutes']:g} min, {r['mle_steps']} steps | {r['mle']['valid_bleu']:.2f} | {r['mle']['test_bleu']:.2f} |"]
-    if "mle_raw" in r:
+             f"| MLE{_weights_label(r['mle'])} | {a['minutes']:g} min, {r['mle_steps']} steps "
+             f"| {r['mle']['valid_bleu']:.2f} | {r['mle']['test_bleu']:.2f} |"]
+    if "mle_raw" in r:  # results written before the candidates: one average, the last weights beside it
         lines.append(f"| MLE, last weights instead of the average | the same run | {r['mle_raw']['valid_bleu']:.2f} | "
                      f"{r['mle_raw']['test_bleu']:.2f} |")
+    for name, scores in r.get("mle_candidates", {}).items():
+        if name != r["mle"].get("weights"):
+            lines.append(f"| MLE, {name} (not chosen) | the same run | {scores['valid_bleu']:.2f} | "
+                         f"{scores['test_bleu']:.2f} |")
     if "mle_rl" in r:
         s, rl = r["mle_snapshot"], r["mle_rl"]
         lines += [
-            f"| MLE snapshot (the RL arm's start) | {s['minutes']:g} min, {s['step']} steps | {s['valid_bleu']:.2f} | {s['test_bleu']:.2f} |",
+            f"| MLE snapshot (the RL arm's start{_weights_label(s, ': ')}) | {s['minutes']:g} min, {s['step']} steps "
+            f"| {s['valid_bleu']:.2f} | {s['test_bleu']:.2f} |",
             f"| MLE + RL ({a['rl_algo']}, instant BLEU, lr {a['rl_lr']:g}, T={a['rl_temperature']:g}, {a['rl_envs']} envs) "
             f"| {s['minutes']:g} + {a['rl_minutes']:g} min, {rl['rl_updates']} updates, {rl['rl_tokens']:,} tokens "
             f"| {rl['valid_bleu']:.2f} | {rl['test_bleu']:.2f} |"]
+    if "candidates" in r.get("mle_snapshot", {}):
+        s = r["mle_snapshot"]
+        lines += ["", f"Candidates for the RL arm's start at {s['minutes']:g} min (valid BLEU): "
+                  + ", ".join(f"{name} {c['valid_bleu']:.2f}" for name, c in s["candidates"].items())
+                  + f"; chosen: {s['weights']}."]
     lines += ["", "Valid BLEU during the MLE run (the raw weights of that moment):", "", "| training minutes | step | loss | valid BLEU |", "|---|---|---|---|"]
     lines += [f"| {c['minutes']:.1f} | {c['step']} | {c['loss']:.3f} | {c['valid_bleu']:.2f} |" for c in r["valid_curve"]]
     lines += ["", "First test2016 outputs (MLE):", ""] + [f"- {h}" for h in r["mle"]["test_examples"]] + [""]
     return lines
+
+
+def _ema_sentence(a: dict[str, Any]) -> str:
+    if not a.get("ema"):
+        return ""
+    if isinstance(a["ema"], float):  # results written when --ema took one decay
+        return (f"The MLE arms are scored with an exponential moving average of the weights (decay {a['ema']:g}, "
+                "updated every step inside the timed budget; the running form of checkpoint averaging); the "
+                "last raw weights are shown too. ")
+    decays = ", ".join(f"{d:g}" for d in sorted(set(a["ema"])))
+    return ("Weight averaging: exponential moving averages of the weights (decays " + decays + "; the running form "
+            "of checkpoint averaging) are updated every step inside the timed budget; each MLE arm (the MLE arm at "
+            "the end, the RL arm's start at its snapshot) is scored with whichever of the last weights and the "
+            "averages has the best valid BLEU at that moment; test2016 never chooses. Every candidate is shown. ")
+
+
+def _weights_label(row: dict[str, Any], sep: str = ", ") -> str:
+    return f"{sep}{row['weights']}, chosen on valid" if "weights" in row else ""
 
 
 def _sst2_section(r: dict[str, Any]) -> list[str]:

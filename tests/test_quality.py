@@ -20,20 +20,33 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
     monkeypatch.setenv("IR_DATA_DIR", str(data_dir))
     (tmp_path / "quality.json").write_text(json.dumps({"kept": {"from": "an earlier run"}}))
     main(["--parts", "multi30k", "--model", "tiny", "--minutes", "0.12", "--rl-minutes", "0.04",
-          "--eval-minutes", "0.04", "--rl-envs", "16", "--threads", "1", "--ema", "0.998", "--out", str(tmp_path)])
+          "--eval-minutes", "0.04", "--rl-envs", "16", "--threads", "1", "--ema", "0.998", "0.9", "--out", str(tmp_path)])
     results = json.loads((tmp_path / "quality.json").read_text())
     assert results["kept"] == {"from": "an earlier run"}
     r = results["multi30k"]
     assert r["signature"].startswith("nrefs:1|case:lc|eff:no|tok:13a")
     assert r["mle_steps"] > 0 and r["mle_snapshot"]["step"] <= r["mle_steps"]
-    for arm in ("mle", "mle_raw", "mle_snapshot", "mle_rl"):
+    for arm in ("mle", "mle_snapshot", "mle_rl"):
         assert 0.0 <= r[arm]["test_bleu"] <= 100.0 and 0.0 <= r[arm]["valid_bleu"] <= 100.0
+    # Every candidate scored; the arm holds the one with the best valid BLEU, and its scores are that one's.
+    candidates = r["mle_candidates"]
+    assert list(candidates) == ["last weights", "EMA 0.9", "EMA 0.998"]
+    best = max(candidates, key=lambda name: candidates[name]["valid_bleu"])
+    assert r["mle"]["weights"] == best
+    assert r["mle"]["valid_bleu"] == pytest.approx(candidates[best]["valid_bleu"])
+    assert r["mle"]["test_bleu"] == pytest.approx(candidates[best]["test_bleu"])
+    snap = r["mle_snapshot"]
+    assert list(snap["candidates"]) == list(candidates)
+    assert snap["weights"] == max(snap["candidates"], key=lambda name: snap["candidates"][name]["valid_bleu"])
+    assert snap["valid_bleu"] == pytest.approx(snap["candidates"][snap["weights"]]["valid_bleu"])
     assert r["mle_rl"]["rl_tokens"] > 0
     assert r["valid_curve"] and all(c["minutes"] >= 0.04 for c in r["valid_curve"])
     assert len(r["mle"]["test_examples"]) == 5 and all(isinstance(h, str) for h in r["mle"]["test_examples"])
     text = (tmp_path / "quality.md").read_text()
     assert "## Multi30k en->de (test2016)" in text and "| MLE + RL (rloo" in text
-    assert "moving average of the weights (decay 0.998" in text and "| MLE, last weights instead of the average" in text
+    assert "moving averages of the weights (decays 0.9, 0.998;" in text
+    assert f"| MLE, {best}, chosen on valid |" in text
+    assert sum(f"| MLE, {name} (not chosen) |" in text for name in candidates) == 2
     assert f"{r['mle']['test_bleu']:.2f}" in text
 
 
