@@ -145,7 +145,8 @@ def allowed_actions(action_mask: torch.Tensor | np.ndarray | None, vocab_size: i
     # A learner passes the same mask tensor to every minibatch: reuse the last answer while the tensor is
     # unchanged (its _version counts in-place writes), since nonzero() waits for the GPU each time.
     key = (id(action_mask), getattr(action_mask, "_version", None), vocab_size, str(device))
-    cached = _LAST_ALLOWED.get("entry")
+    global _last_allowed
+    cached = _last_allowed
     if isinstance(action_mask, torch.Tensor) and cached is not None and cached[0] == key and cached[1]() is action_mask:
         return cached[2]
     mask = _bool_mask(action_mask, device)
@@ -160,11 +161,11 @@ def allowed_actions(action_mask: torch.Tensor | np.ndarray | None, vocab_size: i
         position[ids] = torch.arange(ids.numel(), device=mask.device)
         result = ids, position
     if isinstance(action_mask, torch.Tensor):
-        _LAST_ALLOWED["entry"] = (key, weakref.ref(action_mask), result)
+        _last_allowed = (key, weakref.ref(action_mask), result)
     return result
 
 
-_LAST_ALLOWED: dict[str, tuple] = {}  # "entry": (key, weak reference to the mask, answer) of the last tensor mask
+_last_allowed: tuple | None = None  # (key, weak reference to the mask, answer) of the last tensor mask
 
 
 def make_adam(params, **kwargs) -> torch.optim.Adam:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import subprocess
+from pathlib import Path
 
 
 def cpu_model() -> str:
@@ -26,8 +28,24 @@ def memory_gib() -> float | None:
         return None
 
 
-def machine_description() -> str:
-    """CPU, cores, memory, OS, Python and key library versions, and today's date."""
+def code_version(root: Path | None = None) -> str:
+    """The git commit the code ran at ("commit 1a2b3c4", with "+ uncommitted changes" if tracked files
+    differ from it), or "code version unknown" outside a git checkout; results name it so a rerun can
+    check out the same code."""
+    root = root or Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "code version unknown"
+    return f"commit {head}" + (" + uncommitted changes" if dirty else "")
+
+
+def machine_description(code: str | None = None) -> str:
+    """CPU, cores, memory, OS, Python and key library versions, today's date and the code's commit
+    (``code``, default: ``code_version()``)."""
     import gymnasium
     import numpy
 
@@ -49,4 +67,4 @@ def machine_description() -> str:
             parts.append(f"GPU {torch.cuda.get_device_name(0)}")
     except ImportError:
         pass
-    return ", ".join(p for p in parts if p) + f"; {datetime.date.today().isoformat()}"
+    return ", ".join(p for p in parts if p) + f"; {datetime.date.today().isoformat()}; code: {code or code_version()}"

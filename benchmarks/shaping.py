@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from agents.fluency import generation_stats
+from benchmarks.machine import code_version, machine_description
 from benchmarks.stats import (
     binned_curve,
     bootstrap_ci,
@@ -303,16 +304,16 @@ def _fmt_steps(value: float) -> str:
 
 
 def markdown(tables: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespace, command: str, wall: float,
-             pngs: dict[str, Path], names: tuple[str, ...]) -> str:
-    from benchmarks.machine import machine_description
-
+             pngs: dict[str, Path], names: tuple[str, ...], machine: str | None = None, date: str | None = None) -> str:
+    """The results file. ``machine`` and ``date``: those saved with the runs (results saved before they
+    were kept have none: this machine's and now are used)."""
     lines = [
         "# Reward shaping: sparse, instant, token, mixed, scheduled and KL-penalised",
         "",
         f"Command: `{command}`  ",
         f"Seeds: {' '.join(map(str, args.seeds))}; {args.tokens:,} env steps per run; tasks {', '.join(tables)}.  ",
-        f"Machine: {machine_description()}  ",
-        f"Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; "
+        f"Machine: {machine or machine_description()}  ",
+        f"Date: {date or utc_now()}; "
         f"{args.workers} runs at a time (one process each, torch.set_num_threads(1)); "
         + (f"{wall:.0f} s in all." if np.isfinite(wall) else "interrupted, so no total wall time."),
         "",
@@ -360,6 +361,10 @@ def markdown(tables: dict[str, dict[str, dict[str, Any]]], args: argparse.Namesp
             )
         lines += ["", f"![{task}]({pngs[task].name})", ""]
     return "\n".join(lines)
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _saved_runs(folder: Path, settings: dict[str, Any]) -> dict[tuple[str, str, int], dict[str, Any]]:
@@ -460,11 +465,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raw.write_text(json.dumps({
             "command": f"{files[0]['command']} (interrupted: {len(results)} runs finished)", "seeds": seeds,
             "workers": files[0]["workers"], "wall": float("nan"),
+            "machine": machine_description(code=settings.get("code", "code version unknown")),
             **settings,
             "results": results}))
     if args.report_only:
         saved = json.loads(raw.read_text())
         results, wall, command = saved["results"], saved["wall"], saved["command"]
+        machine, date = saved.get("machine"), saved.get("date")
         args.seeds, args.tokens, args.workers = saved["seeds"], saved["tokens"], saved["workers"]
         args.eval_examples = saved["eval_examples"]
         args.init, args.mle_steps = saved.get("init", "scratch"), saved.get("mle_steps", 0)
@@ -476,8 +483,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         t0 = time.perf_counter()
         # every finished run is saved at once in runs_dir; a rerun of the same command skips those runs
         runs_dir = args.out.with_suffix(".runs")
+        # the code's commit is part of the settings: runs saved by other code are not mixed in
         settings = {"tokens": args.tokens, "eval_examples": args.eval_examples, "init": args.init,
-                    "mle_steps": args.mle_steps if args.init == "mle" else 0, "learning_rate": args.learning_rate}
+                    "mle_steps": args.mle_steps if args.init == "mle" else 0, "learning_rate": args.learning_rate,
+                    "code": code_version()}
+        machine = machine_description(code=settings["code"])
         if args.init == "mle":
             settings["mle_batch_size"] = args.mle_batch_size
         wanted = [(t, c, s) for s in args.seeds for t in args.tasks for c in names]  # seed-major
@@ -500,10 +510,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results = [done[key] for key in wanted]
         wall = time.perf_counter() - t0
         args.out.parent.mkdir(parents=True, exist_ok=True)
+        date = utc_now()
         raw.write_text(json.dumps({"command": command, "seeds": args.seeds, "tokens": args.tokens, "workers": args.workers,
                                    "eval_examples": args.eval_examples, "init": args.init, "learning_rate": args.learning_rate, "mle_steps": args.mle_steps,
-                                   "mle_batch_size": args.mle_batch_size,
-                                   "wall": wall, "results": results}))
+                                   "mle_batch_size": args.mle_batch_size, "code": settings["code"],
+                                   "machine": machine, "date": date, "wall": wall, "results": results}))
         shutil.rmtree(runs_dir)  # everything is in the .json now
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -512,7 +523,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         tables[task] = summarize(results, task, names)
         pngs[task] = args.out.with_name(f"{args.out.stem}_{task.replace(':', '_')}.png")
         plot(results, task, args.tokens, names, pngs[task])
-    text = markdown(tables, args, command, wall, pngs, names)
+    text = markdown(tables, args, command, wall, pngs, names, machine, date)
     args.out.write_text(text)
     print(text)
     print(f"wrote {args.out} and {', '.join(str(p) for p in pngs.values())}")

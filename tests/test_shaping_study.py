@@ -40,10 +40,14 @@ def test_quick_study_runs_end_to_end_and_writes_a_well_formed_table(tmp_path):
     png = tmp_path / "shaping_matching_summary.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    # the saved runs rebuild the same report without training
+    # the saved runs rebuild the same report without training, with the machine, code and date of the runs
+    header = [line for line in text.splitlines() if line.startswith(("Machine:", "Date:"))]
+    assert len(header) == 2 and "; code: " in header[0]
     png.unlink()
     main(["--report-only", "--out", str(out)])
-    assert table_rows(out.read_text()) == rows and png.exists()
+    rebuilt = out.read_text()
+    assert table_rows(rebuilt) == rows and png.exists()
+    assert [line for line in rebuilt.splitlines() if line.startswith(("Machine:", "Date:"))] == header
 
 
 def test_a_rerun_with_the_same_seed_reproduces_the_numbers(tmp_path):
@@ -139,3 +143,13 @@ def test_an_interrupted_study_keeps_its_finished_runs_and_a_rerun_does_only_the_
     monkeypatch.setattr(shaping, "run_job", counts)
     main(args[:-2] + ["--tokens", "300", "--out", str(out)])
     assert ran == ["sparse", "sparse", "instant"]
+    # nor runs saved by other code (another commit)
+    ran.clear()
+    monkeypatch.setattr(shaping, "run_job", dies_on_the_second_run)
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    monkeypatch.setattr(shaping, "run_job", counts)
+    monkeypatch.setattr(shaping, "code_version", lambda: "commit 0000000")
+    main(args)
+    assert ran == ["sparse", "sparse", "instant"]
+    assert "; code: commit 0000000" in out.read_text()
