@@ -30,14 +30,15 @@ def memory_gib() -> float | None:
 
 def code_version(root: Path | None = None) -> str:
     """The git commit the code ran at ("commit 1a2b3c4", with "+ uncommitted changes" if tracked files
-    differ from it), or "code version unknown" outside a git checkout; results name it so a rerun can
-    check out the same code."""
+    outside benchmarks/results, which runs write, differ from it), or "code version unknown" outside a git
+    checkout; results name it so a rerun can check out the same code."""
     root = root or Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=root, capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)benchmarks/results"],  # results are what runs write, not code
+                               cwd=root, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "code version unknown"
     return f"commit {head}" + (" + uncommitted changes" if dirty else "")

@@ -22,11 +22,15 @@ def _git(repo: Path, *args: str) -> str:
 def test_code_version_names_the_commit_and_uncommitted_changes(tmp_path: Path) -> None:
     _git(tmp_path, "init", "-q")
     (tmp_path / "a.py").write_text("x = 1\n")
-    _git(tmp_path, "add", "a.py")
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results" / "r.md").write_text("a result\n")
+    _git(tmp_path, "add", "a.py", "benchmarks/results/r.md")
     _git(tmp_path, "commit", "-qm", "first")
     head = _git(tmp_path, "rev-parse", "--short=7", "HEAD")
     assert code_version(tmp_path) == f"commit {head}"
     (tmp_path / "untracked.txt").write_text("not part of the code\n")
+    assert code_version(tmp_path) == f"commit {head}"
+    (tmp_path / "benchmarks" / "results" / "r.md").write_text("a new result\n")  # results are not code
     assert code_version(tmp_path) == f"commit {head}"
     (tmp_path / "a.py").write_text("x = 2\n")
     assert code_version(tmp_path) == f"commit {head} + uncommitted changes"
