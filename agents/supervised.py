@@ -134,8 +134,9 @@ def mle_train(
 ) -> list[float]:
     """Train ``model`` on ``task``'s train references; returns the loss of every step.
 
-    ``average``, if given, is updated after every optimiser step (inside the timed step, so it counts
-    against ``max_seconds``); the model keeps its own weights, the caller copies the average in if it wants.
+    ``average``, if given (a ``WeightAverage``, or anything with an ``update()`` method), is updated after
+    every optimiser step (inside the timed step, so it counts against ``max_seconds``); the model keeps its
+    own weights, the caller copies the average in if it wants.
     Without one, ``config.ema_decay`` makes an average here and copies it into the model at the end.
     """
     own_average = average is None and config.ema_decay is not None

@@ -256,17 +256,16 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"parameters": model.num_parameters(), "mle_steps": len(losses),
                               "mle_train_seconds": time.perf_counter() - clock["start"] - clock["outside"],
                               "valid_curve": curve}
+    chosen = {}
     if candidates is not None:
-        chosen, scores, state = candidates.score(evaluate, ("valid", "test"))
-        result["mle_candidates"] = scores
-        print(f"MLE {args.minutes:g} min candidates: {scores}; chosen on valid: {chosen}", flush=True)
+        name, scores, state = candidates.score(evaluate, ("valid", "test"))
+        result["mle_candidates"], chosen = scores, {"weights": name}
+        print(f"MLE {args.minutes:g} min candidates: {scores}; chosen on valid: {name}", flush=True)
         model.load_state_dict(state)
     valid_mle, _, _ = corpus_bleu(model, task, "valid", refs["valid"])
     test_mle, signature, hyps = corpus_bleu(model, task, "test", refs["test"])
     result["signature"] = signature
-    result["mle"] = {"valid_bleu": valid_mle, "test_bleu": test_mle, "test_examples": hyps[:5]}
-    if candidates is not None:
-        result["mle"]["weights"] = chosen
+    result["mle"] = {"valid_bleu": valid_mle, "test_bleu": test_mle, "test_examples": hyps[:5], **chosen}
     print(f"MLE {args.minutes:g} min ({len(losses)} steps): valid {valid_mle:.2f}, test {test_mle:.2f}  [{signature}]",
           flush=True)
     if args.rl_minutes > 0:
@@ -447,9 +446,6 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
              "| arm | training | valid BLEU | test2016 BLEU |", "|---|---|---|---|",
              f"| MLE{_weights_label(r['mle'])} | {a['minutes']:g} min, {r['mle_steps']} steps "
              f"| {r['mle']['valid_bleu']:.2f} | {r['mle']['test_bleu']:.2f} |"]
-    if "mle_raw" in r:  # results written before the candidates: one average, the last weights beside it
-        lines.append(f"| MLE, last weights instead of the average | the same run | {r['mle_raw']['valid_bleu']:.2f} | "
-                     f"{r['mle_raw']['test_bleu']:.2f} |")
     for name, scores in r.get("mle_candidates", {}).items():
         if name != r["mle"].get("weights"):
             lines.append(f"| MLE, {name} (not chosen) | the same run | {scores['valid_bleu']:.2f} | "
@@ -474,12 +470,8 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
 
 
 def _ema_sentence(a: dict[str, Any]) -> str:
-    if not a.get("ema"):
+    if not a.get("ema"):  # [], or 0.0 in results written when --ema took one decay
         return ""
-    if isinstance(a["ema"], float):  # results written when --ema took one decay
-        return (f"The MLE arms are scored with an exponential moving average of the weights (decay {a['ema']:g}, "
-                "updated every step inside the timed budget; the running form of checkpoint averaging); the "
-                "last raw weights are shown too. ")
     decays = ", ".join(f"{d:g}" for d in sorted(set(a["ema"])))
     return ("Weight averaging: exponential moving averages of the weights (decays " + decays + "; the running form "
             "of checkpoint averaging) are updated every step inside the timed budget; each MLE arm (the MLE arm at "
