@@ -192,15 +192,17 @@ class WeightCandidates:
         weights back."""
         last = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         scores: dict[str, dict[str, float]] = {}
-        states: dict[str, dict[str, Any]] = {}
+        chosen, chosen_state = "", {}
         for name in self.names():
             if name in self.averages:
                 self.averages[name].copy_to()
             scores[name] = {f"{split}_bleu": evaluate(split) for split in splits}
-            states[name] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            key = f"{splits[0]}_bleu"
+            if not chosen or scores[name][key] > scores[chosen][key]:  # ties: the earlier name
+                chosen = name
+                chosen_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self.model.load_state_dict(last)
-        chosen = max(self.names(), key=lambda n: scores[n][f"{splits[0]}_bleu"])  # ties: the earlier name
-        return chosen, scores, states[chosen]
+        return chosen, scores, chosen_state
 
 
 def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
@@ -262,7 +264,8 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
         result["mle_candidates"], chosen = scores, {"weights": name}
         print(f"MLE {args.minutes:g} min candidates: {scores}; chosen on valid: {name}", flush=True)
         model.load_state_dict(state)
-    valid_mle, _, _ = corpus_bleu(model, task, "valid", refs["valid"])
+    # the chosen candidate's valid score is known; test is decoded again for its outputs and signature
+    valid_mle = scores[name]["valid_bleu"] if candidates is not None else evaluate("valid")
     test_mle, signature, hyps = corpus_bleu(model, task, "test", refs["test"])
     result["signature"] = signature
     result["mle"] = {"valid_bleu": valid_mle, "test_bleu": test_mle, "test_examples": hyps[:5], **chosen}
@@ -271,8 +274,9 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
     if args.rl_minutes > 0:
         step = int(snapshot.pop("_step"))
         model.load_state_dict(snapshot)
-        valid_snap, _, _ = corpus_bleu(model, task, "valid", refs["valid"])
-        test_snap, _, _ = corpus_bleu(model, task, "test", refs["test"])
+        c = snapshot_choice
+        valid_snap = c["candidates"][c["weights"]]["valid_bleu"] if c else evaluate("valid")  # scored when chosen
+        test_snap = evaluate("test")
         result["mle_snapshot"] = {"step": step, "minutes": snapshot_at / 60, "valid_bleu": valid_snap,
                                   "test_bleu": test_snap, **snapshot_choice}
         print(f"MLE snapshot at {snapshot_at / 60:g} min (step {step}): valid {valid_snap:.2f}, test {test_snap:.2f}", flush=True)
