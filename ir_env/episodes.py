@@ -47,13 +47,29 @@ class ExampleSampler:
         self.cursor[row] = SAMPLER_BLOCK
 
     def draw(self, rows: np.ndarray) -> np.ndarray:
-        """The next example index of each of ``rows``."""
-        for r in rows[self.cursor[rows] >= SAMPLER_BLOCK]:
+        """The next example index of each of ``rows`` (distinct rows)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty(len(rows), dtype=np.int64)
+        empty = _take_drawn(rows, self.buffer, self.cursor, out)
+        while empty >= 0:  # a row has used up its block: refill it from its RNG, then go on from that row
+            r = rows[empty]
             self.buffer[r] = self.rngs[r].integers(self.num_examples, size=SAMPLER_BLOCK)
             self.cursor[r] = 0
-        out = self.buffer[rows, self.cursor[rows]]
-        self.cursor[rows] += 1
+            empty = _take_drawn(rows, self.buffer, self.cursor, out, empty)
         return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _take_drawn(rows, buffer, cursor, out, first=0):
+    """The next drawn example of rows[first:] into ``out``, advancing their cursors, up to the first row whose
+    block is used up: returns its index in ``rows`` (nothing of it taken), or -1 when all are done."""
+    for i in range(first, len(rows)):
+        r = rows[i]
+        if cursor[r] >= SAMPLER_BLOCK:
+            return i
+        out[i] = buffer[r, cursor[r]]
+        cursor[r] += 1
+    return -1
 
 
 @dataclass
