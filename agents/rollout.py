@@ -80,7 +80,7 @@ def collect(
     # Logits of the allowed actions only where the mask is a proper subset: same policy, less work.
     subset = allowed_actions(action_mask, model.config.vocab_size, device)
     ids, step_mask = (None, action_mask) if subset is None else (subset[0], None)
-    source = torch.as_tensor(obs["source"], device=device)
+    source = torch.tensor(obs["source"], device=device)  # a copy: with copy=False obs is a read-only view
     state = model.start(source)
 
     actions = torch.zeros((n, t_max), dtype=torch.int64, device=device)
@@ -151,7 +151,7 @@ def evaluate(
 
     Returns ``{"score": mean, "length": mean output length, "episodes": count}``.
     """
-    env = BatchedInstantRewardEnv(num_envs=num_envs, task=task, split=split, info_text=False, **(task_kwargs or {}))
+    env = BatchedInstantRewardEnv(num_envs=num_envs, task=task, split=split, info_text=False, copy=False, **(task_kwargs or {}))
     total = len(env.episodes.examples) if max_examples is None else min(max_examples, len(env.episodes.examples))
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     scores, lengths = [], []

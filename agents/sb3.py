@@ -91,6 +91,9 @@ class InstantRewardVecEnv(VecEnv):
         if not isinstance(env, BatchedInstantRewardEnv):
             raise ValueError(f"env must be a BatchedInstantRewardEnv (gym.make_vec(..., num_envs=N).unwrapped), "
                              f"got {type(env).__name__}")
+        if not env.copy:
+            raise ValueError("the SB3 adapter needs an env built with copy=True (the default): SB3 keeps each "
+                             "observation across the next step, which a copy=False env changes in place")
         self.env = env
         super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
         n = env.num_envs

@@ -200,7 +200,7 @@ def train(config: RunConfig) -> dict[str, Any]:
     task = make_task(config.task, **config.task_kwargs)
     env = BatchedInstantRewardEnv(
         num_envs=pc.num_envs, task=task, reward=config.reward, gamma=pc.gamma,
-        reward_weights=config.reward_weights, info_text=False,
+        reward_weights=config.reward_weights, info_text=False, copy=False,
     )
     model = build_model(config, task, device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None

@@ -122,9 +122,11 @@ def _step_each(env: BatchedInstantRewardEnv | SyncVectorEnv) -> Callable[[np.nda
     return run
 
 
-def batched_driver(task: Task, num_envs: int, reward: str = "instant", info_text: bool = True) -> Driver:
+def batched_driver(
+    task: Task, num_envs: int, reward: str = "instant", info_text: bool = True, copy: bool = True
+) -> Driver:
     """``BatchedInstantRewardEnv`` (what ``gym.make_vec(id, num_envs=N)`` returns)."""
-    env = BatchedInstantRewardEnv(num_envs=num_envs, task=task, reward=reward, info_text=info_text)
+    env = BatchedInstantRewardEnv(num_envs=num_envs, task=task, reward=reward, info_text=info_text, copy=copy)
 
     def state() -> tuple[np.ndarray, np.ndarray]:
         return env.episodes.example_ids, env.episodes.length

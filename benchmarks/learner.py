@@ -49,7 +49,7 @@ def update_flops(model: PolicyModel, batch_size: int, source_len: int, target_le
 
 def measure(task_name: str, preset: str, num_envs: int, updates: int, device: torch.device, seed: int = 0) -> dict[str, float]:
     task = make_task(task_name)
-    env = BatchedInstantRewardEnv(num_envs=num_envs, task=task, info_text=False)
+    env = BatchedInstantRewardEnv(num_envs=num_envs, task=task, info_text=False, copy=False)
     torch.manual_seed(seed)
     model = PolicyModel(ModelConfig.preset(preset, len(task.vocab), task.max_source_len, task.max_generation_len)).to(device)
     config = PPOConfig(num_envs=num_envs, num_minibatches=max(1, num_envs // 1024) if device.type == "cuda" else 4)

@@ -179,7 +179,7 @@ def run_job(job: Job) -> dict[str, Any]:
     model.eval()
     n_valid = len(task.examples("valid"))
     ids = np.arange(min(job.eval_examples, n_valid))
-    env = BatchedInstantRewardEnv(num_envs=len(ids), task=task, split="valid", info_text=False)
+    env = BatchedInstantRewardEnv(num_envs=len(ids), task=task, split="valid", info_text=False, copy=False)
     out = collect(model, env, seed=0, greedy=True, example_ids=ids)
     actions = out.actions.numpy()
     outputs = [[int(a) for a in actions[i, : out.lengths[i]] if a != EOS] for i in range(len(ids))]

@@ -31,13 +31,20 @@ class BatchedInstantRewardEnv(VectorEnv):
     ``TimeLimit`` does for the scalar env). Row i is seeded with ``seed + i`` on ``reset(seed=seed)``,
     exactly as ``SyncVectorEnv`` seeds its i-th env, so both produce the same episodes and rewards.
 
-    Step returns arrays: observations ``{"source": (N, S), "generated": (N, T)}`` int64 (fresh arrays),
+    Step returns arrays: observations ``{"source": (N, S), "generated": (N, T)}`` int64 (fresh arrays;
+    read-only views of the env's own buffers with ``copy=False``),
     rewards (N,) float64, terminated and truncated (N,) bool, and infos as dict-of-arrays with ``_key``
     masks. A row whose episode ends is reset within the same step (``AutoresetMode.SAME_STEP``): the
     returned observation starts its next episode, ``info["final_obs"]`` (object array) holds the last
     observation and ``info["final_info"]`` the last info (with ``score``, ``text``, ``reference``).
     ``info["action_mask"]`` is a read-only (N, V) int8 broadcast of the task's mask (the same every
     step); ``action_masks()`` returns it as a fresh bool array.
+
+    ``copy`` is gymnasium's ``SyncVectorEnv(copy=...)`` option. With the default ``True``, every reset and
+    step returns new observation arrays. With ``False`` they return read-only views of the env's (N, S)
+    sources and (N, T) outputs, which the next step or reset changes in place: this saves copying the
+    whole prefix, O(T) per token step, for a caller that reads each observation before stepping again
+    (our trainer; SB3 keeps observations across steps and needs the default).
     """
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": ["ansi"]}
@@ -54,6 +61,7 @@ class BatchedInstantRewardEnv(VectorEnv):
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
         info_text: bool = True,
+        copy: bool = True,
         **task_kwargs: Any,
     ):
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
@@ -70,6 +78,8 @@ class BatchedInstantRewardEnv(VectorEnv):
         self.max_episode_steps = max_episode_steps
         self.render_mode = render_mode
         self.info_text = info_text
+        self.copy = bool(copy)
+        self._views = {"source": _read_only(self.episodes.sources), "generated": _read_only(self.episodes.generated)}
 
         self.single_observation_space = observation_space(self.task)
         self.single_action_space = Discrete(len(self.task.vocab))
@@ -201,7 +211,9 @@ class BatchedInstantRewardEnv(VectorEnv):
         return arr.astype(np.int64, copy=False)
 
     def _observation(self) -> dict[str, np.ndarray]:
-        return {"source": self.episodes.source(), "generated": self.episodes.generated.copy()}
+        if not self.copy:
+            return dict(self._views)
+        return {"source": self.episodes.sources.copy(), "generated": self.episodes.generated.copy()}
 
     def _final_obs(self, rows: np.ndarray) -> np.ndarray:
         source, generated = self.episodes.source(rows), self.episodes.generated[rows]  # fresh (k, .) arrays
@@ -238,6 +250,13 @@ class BatchedInstantRewardEnv(VectorEnv):
                 info["text"], info["_text"] = text, terminated
                 info["reference"], info["_reference"] = reference, terminated
         return info
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """A view of ``array`` that cannot be written through (the array itself stays writable)."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 #: The per-row float info values of every step: the reward parts and the potential, in this order.

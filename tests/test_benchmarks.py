@@ -86,6 +86,8 @@ def test_length_tables_cover_every_metric(report: str) -> None:
     assert {(row[0], row[1]) for row in sweep[1:]} >= {(m, str(L)) for m in ("bleu", "f1", "rouge_l") for L in (4, 8)}
     assert "vader" in {row[0] for row in sweep[1:]}
     assert [row[0] for row in growth[1:]] == ["bleu", "f1", "rouge_l"]
+    assert "copy=False" in sweep[0] and "copy=False" in growth[0]
+    assert len(re.findall(r"^- \[[ x]\] the same with copy=False", report, flags=re.MULTILINE)) == 3
 
 
 @pytest.mark.parametrize("task_name", NAIVE_TASKS)

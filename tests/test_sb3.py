@@ -195,6 +195,8 @@ def test_bad_construction_is_refused():
         InstantRewardVecEnv(BatchedInstantRewardEnv(num_envs=2), num_envs=2)
     with pytest.raises(ValueError, match="BatchedInstantRewardEnv"):
         InstantRewardVecEnv(InstantRewardEnv())
+    with pytest.raises(ValueError, match="copy=True"):
+        InstantRewardVecEnv(num_envs=2, copy=False)
 
 
 def test_scalar_env_passes_sb3_check_env():

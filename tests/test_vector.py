@@ -156,6 +156,27 @@ def test_observations_are_fresh_arrays():
     assert obs2["source"].any() and obs2["generated"][:, 0].tolist() == [5, 5]
 
 
+def test_copy_false_returns_read_only_views_with_the_same_values():
+    copied = BatchedInstantRewardEnv(num_envs=4, task="matching:qa")
+    shared = gym.make_vec("InstantReward-v0", num_envs=4, task="matching:qa", copy=False).unwrapped
+    assert shared.copy is False
+    obs_a, _ = copied.reset(seed=3)
+    obs_b, _ = shared.reset(seed=3)
+    first = obs_b["generated"]
+    rng = np.random.default_rng(0)
+    allowed = np.flatnonzero(copied.task.action_mask())
+    for t in range(60):  # several episodes end and restart in place
+        assert_same(obs_a, obs_b, f"step {t}")
+        assert not obs_b["source"].flags.writeable and not obs_b["generated"].flags.writeable
+        with pytest.raises(ValueError, match="read-only"):
+            obs_b["generated"][0, 0] = 5
+        actions = rng.choice(allowed, size=4)
+        obs_a, *_ = copied.step(actions)
+        obs_b, *_ = shared.step(actions)
+    assert np.shares_memory(first, obs_b["generated"])  # one buffer, changed in place: the caller must copy
+    assert not np.shares_memory(obs_a["generated"], copied.step(actions)[0]["generated"])
+
+
 def test_reset_takes_one_seed_per_row():
     env = BatchedInstantRewardEnv(num_envs=3)
     listed, _ = env.reset(seed=[7, 8, 9])
