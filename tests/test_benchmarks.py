@@ -16,12 +16,14 @@ from benchmarks.env_drivers import (
     sync_driver,
 )
 from benchmarks.long_targets import METRICS, LongTargetTask
+from benchmarks.one_cell import settings_from_json
 from benchmarks.throughput import SECTIONS, main, task_named
 from ir_env import EOS, InstantRewardEnv
 from ir_env.tasks import BUILTIN_TASKS
 
 TOLERANCE = 1e-9
-TINY = ["--seconds", "0.01", "--num-envs", "1,4", "--sync-num-envs", "4", "--lengths", "4,8", "--sweep-num-envs", "4"]
+TINY = ["--seconds", "0.01", "--num-envs", "1,4", "--sync-num-envs", "4", "--lengths", "4,8", "--sweep-num-envs", "4",
+        "--fresh-processes", "2"]
 NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?x?†?$")
 NAIVE_TASKS = list(BUILTIN_TASKS) + [f"long:{metric}:8" for metric in METRICS]
 
@@ -61,7 +63,7 @@ def test_report_has_every_section_and_the_targets(report: str) -> None:
 
 def test_every_table_is_well_formed_with_positive_numbers(report: str) -> None:
     tables = markdown_tables(report)
-    assert len(tables) == 4  # scalar, comparison, length sweep, length growth
+    assert len(tables) == 5  # headline, scalar, comparison, length sweep, length growth
     for table in tables:
         header, rows = table[0], table[1:]
         assert rows, f"table {header} is empty"
@@ -72,7 +74,7 @@ def test_every_table_is_well_formed_with_positive_numbers(report: str) -> None:
 
 
 def test_every_task_appears_in_the_env_tables(report: str) -> None:
-    scalar, comparison = markdown_tables(report)[:2]
+    scalar, comparison = markdown_tables(report)[1:3]
     assert [row[0] for row in scalar[1:]] == list(BUILTIN_TASKS)
     assert scalar[0][2:] == ["sparse", "instant", "token", "mixed"]
     for task in BUILTIN_TASKS:
@@ -81,8 +83,21 @@ def test_every_task_appears_in_the_env_tables(report: str) -> None:
         assert ("InstantRewardEnv", "1") in envs and ("BatchedInstantRewardEnv, info_text=False", "4") in envs
 
 
+def test_headline_cell_runs_in_fresh_processes_and_checks_their_median(report: str) -> None:
+    headline = markdown_tables(report)[0]
+    assert [row[0] for row in headline[1:]] == ["1", "2", "median"]
+    rates = [float(row[1].rstrip("†").replace(",", "")) for row in headline[1:]]
+    assert min(rates[:2]) <= rates[2] <= max(rates[:2])  # the median of two lies between them
+    assert re.search(r"^- \[[ x]\] at least 2,000,000 .+ median of 2 fresh processes: measured ", report, re.MULTILINE)
+
+
+def test_one_cell_refuses_unknown_settings() -> None:
+    with pytest.raises(ValueError, match="unknown Settings fields \\['secs'\\]"):
+        settings_from_json('{"secs": 1}')
+
+
 def test_length_tables_cover_every_metric(report: str) -> None:
-    sweep, growth = markdown_tables(report)[2:]
+    sweep, growth = markdown_tables(report)[3:]
     assert {(row[0], row[1]) for row in sweep[1:]} >= {(m, str(L)) for m in ("bleu", "f1", "rouge_l") for L in (4, 8)}
     assert "vader" in {row[0] for row in sweep[1:]}
     assert [row[0] for row in growth[1:]] == ["bleu", "f1", "rouge_l"]
