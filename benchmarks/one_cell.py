@@ -2,7 +2,7 @@
 
     python -m benchmarks.one_cell CELL_JSON SETTINGS_JSON
 
-``CELL_JSON`` holds the fields of ``benchmarks.throughput.Cell`` and ``SETTINGS_JSON`` those of its
+``CELL_JSON`` holds the fields of ``benchmarks.timing.Cell`` and ``SETTINGS_JSON`` those of its
 ``Settings``. The throughput benchmark measures its headline cell so, in several fresh processes one
 after another: on a shared machine one process's speed can differ from the next one's by a quarter,
 more than its own passes differ from each other, so a single process is one draw of that spread.
@@ -15,7 +15,7 @@ import sys
 from dataclasses import asdict, fields
 from typing import Any
 
-from benchmarks.throughput import Cell, EnvBench, Settings
+from benchmarks.timing import Cell, EnvBench, Settings
 
 
 def settings_from_json(text: str) -> Settings:

@@ -17,7 +17,8 @@ from benchmarks.env_drivers import (
 )
 from benchmarks.long_targets import METRICS, LongTargetTask
 from benchmarks.one_cell import settings_from_json
-from benchmarks.throughput import SECTIONS, main, task_named
+from benchmarks.throughput import SECTIONS, main
+from benchmarks.timing import task_named
 from ir_env import EOS, InstantRewardEnv
 from ir_env.tasks import BUILTIN_TASKS
 
