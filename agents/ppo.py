@@ -9,7 +9,8 @@ CleanRL-style: the config, then the loop, top to bottom. One update:
 4. advantages: GAE(gamma, lambda) for PPO; return-to-go minus the value for REINFORCE; return-to-go
    minus the leave-one-out mean of the other K samples of the same example for RLOO;
 5. minibatches over sequences: one teacher-forced pass gives every token's new log-prob, entropy and
-   value; clipped PPO loss + value loss - entropy bonus; gradient clipping.
+   value; clipped PPO loss + value loss - entropy bonus (+ an optional maximum-likelihood term on the
+   played examples' references, Wu et al. 2016's mixed objective); gradient clipping.
 
 Every update's randomness (env seeds, sampling, minibatch order) derives from (seed, rank, update), so a
 run resumed from a checkpoint continues exactly as if it had never stopped.
@@ -19,12 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
 from agents.model import PolicyModel
 from agents.rollout import Rollout, collect
@@ -85,6 +88,11 @@ class PPOConfig:
     """Ziegler's horizon: how many sequences a full correction of the KL coefficient takes."""
     rloo_k: int = 4
     """Samples per example for RLOO (num_envs must be a multiple)."""
+    mle_coef: float = 0.0
+    """Weight of a maximum-likelihood term in every minibatch's loss: the mean negative log-likelihood of
+    the references of the minibatch's examples under the policy that samples (its action mask and
+    temperature), scored in the same teacher-forced pass (GNMT's mixed objective, Wu et al. 2016: RL
+    fine-tuning that keeps learning from the data). 0 turns it off. Needs ``Rollout.references``."""
     schedule: str = "constant"
     """How the shaping weights move during training: constant, linear, cosine, adaptive."""
     weights_start: dict[str, float] = field(default_factory=dict)
@@ -103,6 +111,8 @@ class PPOConfig:
             raise ValueError(f"num_envs ({self.num_envs}) must be a positive multiple of num_minibatches ({self.num_minibatches})")
         if self.algo == "rloo" and (self.rloo_k < 2 or self.num_envs % self.rloo_k):
             raise ValueError(f"rloo needs rloo_k >= 2 dividing num_envs; got rloo_k={self.rloo_k}, num_envs={self.num_envs}")
+        if not self.mle_coef >= 0.0:
+            raise ValueError(f"mle_coef must be >= 0, got {self.mle_coef}")
         if not 0.0 < self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
             raise ValueError(f"gamma must be in (0, 1] and gae_lambda in [0, 1], got {self.gamma}, {self.gae_lambda}")
         if self.schedule in ("linear", "cosine", "adaptive") and not self.weights_end:
@@ -207,6 +217,7 @@ def minibatch_loss(
     autocast: torch.autocast | None = None,
     width: int | None = None,
     source_width: int | None = None,
+    reference_width: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss of the sequences ``rows`` of a rollout (one teacher-forced pass), and its parts.
 
@@ -215,13 +226,32 @@ def minibatch_loss(
     after every episode's end change nothing); ``source_width``: the first ``source_width`` source columns (at
     least the longest of these sources: the columns cut are PAD in every row, which attention ignores).
     None: all of them. Both only save work; ``ppo_update`` passes the minibatch's own maxima.
+
+    With ``config.mle_coef`` the same pass also scores the rows' references (``batch.references``, the
+    first ``reference_width`` columns): their sequences are stacked under the sampled ones.
     """
     T = batch.actions.shape[1] if width is None else width
     S = batch.source.shape[1] if source_width is None else source_width
     m = batch.mask[rows, :T]
+    source, actions = batch.source[rows, :S], batch.actions[rows, :T]
+    if config.mle_coef:
+        if batch.references is None:
+            raise ValueError("mle_coef > 0 needs the rollout's references (Rollout.references)")
+        R = batch.references.shape[1] if reference_width is None else reference_width
+        references = batch.references[rows, :R]
+        width_both = max(T, R)
+        source = torch.cat([source, source])  # (2B, S)
+        actions = torch.cat([F.pad(actions, (0, width_both - T)), F.pad(references, (0, width_both - R))])  # (2B, T')
     with autocast if autocast is not None else contextlib.nullcontext():
-        new_logp, entropy, new_values = model(batch.source[rows, :S], batch.actions[rows, :T], action_mask)  # (B, T) each
+        new_logp, entropy, new_values = model(source, actions, action_mask)  # (B, T) each, (2B, T') with mle_coef
     new_logp, entropy, new_values = new_logp.float(), entropy.float(), new_values.float()
+    if config.mle_coef:
+        b = len(rows)
+        ref_logp = new_logp[b:, :R]  # (B, R)
+        # Reference tokens the action mask forbids (an UNK, say) have no finite log-probability: left out.
+        ref_mask = (references != PAD) & (ref_logp > torch.finfo(ref_logp.dtype).min)
+        mle_nll = -masked_mean(ref_logp, ref_mask)
+        new_logp, entropy, new_values = new_logp[:b, :T], entropy[:b, :T], new_values[:b, :T]
     logratio = torch.where(m, new_logp - batch.logprobs[rows, :T], 0.0)
     ratio = logratio.exp()
     adv, ret, old_values = advantages[rows, :T], returns[rows, :T], batch.values[rows, :T]
@@ -238,6 +268,8 @@ def minibatch_loss(
         v_loss = 0.5 * masked_mean((new_values - ret) ** 2, m)
     ent = masked_mean(entropy, m)
     loss = pg_loss + config.vf_coef * v_loss
+    if config.mle_coef:
+        loss = loss + config.mle_coef * mle_nll
     if config.ent_coef:  # without a bonus the entropy is a statistic: no backward through its (B, T, V) terms
         loss = loss - config.ent_coef * ent
     with torch.no_grad():
@@ -248,6 +280,8 @@ def minibatch_loss(
             "approx_kl": masked_mean((ratio - 1) - logratio, m),
             "clipfrac": masked_mean(((ratio - 1).abs() > config.clip_coef).float(), m),
         }
+        if config.mle_coef:
+            parts["mle_nll"] = mle_nll.detach()
     return loss, parts
 
 
@@ -281,17 +315,19 @@ def ppo_update(
     n = batch.actions.shape[0]
     epochs = config.update_epochs if config.algo == "ppo" else 1
     size = n // config.num_minibatches
-    stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac", "grad_norm")}
+    stats: dict[str, list[torch.Tensor]] = defaultdict(list)
     # Each minibatch's pass covers its longest episode and source only (one host copy per update).
     source_len = (batch.source != PAD).sum(dim=1).cpu().numpy()
+    reference_len = None if batch.references is None else (batch.references != PAD).sum(dim=1).cpu().numpy()
     for _ in range(epochs):
         perm = rng.permutation(n)
         order = torch.as_tensor(perm, device=batch.mask.device)
         for start in range(0, n, size):
             rows = perm[start : start + size]
             width, source_width = max(int(batch.lengths[rows].max()), 1), max(int(source_len[rows].max()), 1)
+            reference_width = None if reference_len is None else max(int(reference_len[rows].max()), 1)
             loss, parts = minibatch_loss(model, batch, order[start : start + size], advantages, returns, config,
-                                         action_mask, autocast, width, source_width)
+                                         action_mask, autocast, width, source_width, reference_width)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if value_only:

@@ -37,6 +37,7 @@ class Rollout:
     lengths: np.ndarray  # (N,) number of steps (tokens, counting a final EOS)
     example_ids: np.ndarray  # (N,) the examples played
     env_seconds: float = 0.0  # wall time spent inside env.step
+    references: torch.Tensor | None = None  # (N, T) int64: each example's reference, EOS, PAD (for mle_coef)
 
     @property
     def num_tokens(self) -> int:

@@ -41,7 +41,7 @@ from agents.ppo import (
     rollout_examples,
 )
 from agents.rollout import collect, evaluate
-from agents.supervised import MLEConfig, mle_train
+from agents.supervised import MLEConfig, mle_train, reference_targets
 from ir_env import BatchedInstantRewardEnv, make_task
 
 ARCHITECTURE_KEYS = ("task", "model", "task_kwargs")
@@ -236,6 +236,9 @@ def train(config: RunConfig) -> dict[str, Any]:
     schedule = ShapingSchedule(pc, env.get_reward_weights())
     kl = KLController(state["kl_coef"], pc.kl_target, pc.kl_horizon)
     action_mask = torch.as_tensor(task.action_mask(), device=device)
+    references = None  # (M, T) each train example's reference + EOS, for the maximum-likelihood term
+    if pc.mle_coef:
+        references = torch.as_tensor(reference_targets(env.episodes.examples, task.max_generation_len), device=device)
     log = MetricsLog(out, enabled=is_main)
     bar = None
     if is_main and config.progress:
@@ -266,6 +269,8 @@ def train(config: RunConfig) -> dict[str, Any]:
             batch = collect(model, env, seed=seed_u, generator=generator, temperature=pc.temperature,
                             example_ids=rollout_examples(pc, rng, len(env.episodes.examples)))
         t1 = time.perf_counter()
+        if references is not None:
+            batch.references = references[torch.as_tensor(batch.example_ids, device=device)]
         rewards, seq_kl = kl_penalty(reference, batch, action_mask, kl, pc.temperature)
         advantages, returns = advantages_for(batch, rewards, pc)
         model.train()

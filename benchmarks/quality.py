@@ -18,7 +18,8 @@ machine):
 - **MLE + RL**: the same run's weights after ``--minutes`` - ``--rl-minutes`` of training (the schedule does
   not depend on the budget, so this snapshot is what a shorter MLE run would have produced), then
   ``--rl-minutes`` of RL with the instant BLEU reward (``agents.trainer.train``, the ``--rl-algo`` learner at
-  ``--rl-lr``, temperature ``--rl-temperature``, ``--rl-envs`` episodes per update).
+  ``--rl-lr``, temperature ``--rl-temperature``, ``--rl-envs`` episodes per update, and with
+  ``--rl-mle-coef`` a maximum-likelihood term on the references of each update's examples).
 
 With ``--ema DECAY ...``, exponential moving averages of the weights are kept beside the last weights
 (updated each step, inside the budget); each arm's MLE weights (the MLE arm's at the end, the RL arm's at its
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rl-lr", type=float, default=1e-5)
     parser.add_argument("--rl-temperature", type=float, default=0.5)
     parser.add_argument("--rl-envs", type=int, default=256)
+    parser.add_argument("--rl-mle-coef", type=float, default=0.0,
+                        help="multi30k: weight of a maximum-likelihood term on the references in the RL phase")
     parser.add_argument("--classifier", default=None, help="sst2: classifier folder (default: $IR_SST2_CLASSIFIER)")
     parser.add_argument("--sst2-reward", default="classifier", choices=["classifier", "vader"])
     parser.add_argument("--sst2-mle-minutes", type=float, default=8.0)
@@ -280,7 +283,8 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
         result["mle_snapshot"] = {"step": step, "minutes": snapshot_at / 60, "valid_bleu": valid_snap,
                                   "test_bleu": test_snap, **snapshot_choice}
         print(f"MLE snapshot at {snapshot_at / 60:g} min (step {step}): valid {valid_snap:.2f}, test {test_snap:.2f}", flush=True)
-        ppo = PPOConfig(algo=args.rl_algo, learning_rate=args.rl_lr, num_envs=args.rl_envs, temperature=args.rl_temperature)
+        ppo = PPOConfig(algo=args.rl_algo, learning_rate=args.rl_lr, num_envs=args.rl_envs, temperature=args.rl_temperature,
+                        mle_coef=args.rl_mle_coef)
         summary = rl_from(model, model, task.name, args, args.rl_minutes, ppo, eval_examples=256)
         valid_rl, _, _ = corpus_bleu(model, task, "valid", refs["valid"])
         test_rl, _, hyps = corpus_bleu(model, task, "test", refs["test"])
@@ -459,7 +463,8 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
         lines += [
             f"| MLE snapshot (the RL arm's start{_weights_label(s, ': ')}) | {s['minutes']:g} min, {s['step']} steps "
             f"| {s['valid_bleu']:.2f} | {s['test_bleu']:.2f} |",
-            f"| MLE + RL ({a['rl_algo']}, instant BLEU, lr {a['rl_lr']:g}, T={a['rl_temperature']:g}, {a['rl_envs']} envs) "
+            f"| MLE + RL ({a['rl_algo']}, instant BLEU, lr {a['rl_lr']:g}, T={a['rl_temperature']:g}, {a['rl_envs']} envs"
+            + (f", + {a['rl_mle_coef']:g} x MLE loss" if a.get("rl_mle_coef") else "") + ") "
             f"| {s['minutes']:g} + {a['rl_minutes']:g} min, {rl['rl_updates']} updates, {rl['rl_tokens']:,} tokens "
             f"| {rl['valid_bleu']:.2f} | {rl['test_bleu']:.2f} |"]
     if "candidates" in r.get("mle_snapshot", {}):

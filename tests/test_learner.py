@@ -83,6 +83,7 @@ def test_adaptive_kl_coefficient_moves_towards_the_target():
     ({"algo": "a2c"}, "unknown algo"), ({"schedule": "step"}, "unknown schedule"),
     ({"num_envs": 10, "num_minibatches": 4}, "multiple"), ({"algo": "rloo", "num_envs": 8, "rloo_k": 3}, "rloo_k"),
     ({"schedule": "linear"}, "weights_end"), ({"weights_end": {"bonus": 1.0}, "schedule": "linear"}, "unknown parts"),
+    ({"mle_coef": -0.5}, "mle_coef"),
 ])
 def test_bad_learner_config_is_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -273,3 +274,54 @@ def test_scoring_a_minibatch_up_to_its_longest_episode_and_source_changes_nothin
         torch.testing.assert_close(cut_grads[name], grad, atol=1e-6, rtol=1e-4, msg=name)
     short, _ = minibatch_loss(ActionEvaluator(model), batch, rows, advantages, returns, config, mask, None, width - 1, source_width)
     assert not torch.isclose(short, full), "cutting into an episode must change the loss (the check can fail)"
+
+
+def test_the_mle_term_adds_the_references_negative_log_likelihood_to_the_loss():
+    """mle_coef * NLL of the rows' references, scored in the same pass as the sampled actions, and nothing
+    else changes: checked against a separate teacher-forced pass over the references alone."""
+    import dataclasses
+
+    from agents.model import ModelConfig, PolicyModel
+    from agents.ppo import ActionEvaluator, PPOConfig, advantages_for, minibatch_loss
+    from agents.rollout import collect
+    from agents.supervised import reference_targets
+    from ir_env import PAD, UNK, BatchedInstantRewardEnv, make_task
+
+    task = make_task("translation")
+    torch.manual_seed(0)
+    model = PolicyModel(ModelConfig.preset("tiny", len(task.vocab), task.max_source_len, task.max_generation_len))
+    env = BatchedInstantRewardEnv(num_envs=8, task=task, info_text=False, copy=False)
+    batch = collect(model, env, seed=0, generator=torch.Generator().manual_seed(0), temperature=0.7)
+    references = torch.as_tensor(reference_targets(env.episodes.examples, task.max_generation_len))[batch.example_ids]
+    references[0, 1] = UNK  # a token the action mask forbids: left out of the likelihood, not -inf
+    batch = dataclasses.replace(batch, references=references)
+    mask, rows = torch.as_tensor(task.action_mask()), torch.arange(1, 7)
+    evaluator = ActionEvaluator(model, temperature=0.7)
+    plain, with_mle = PPOConfig(algo="reinforce", num_envs=8), PPOConfig(algo="reinforce", num_envs=8, mle_coef=0.3)
+    advantages, returns = advantages_for(batch, batch.rewards, plain)
+    loss_plain, parts_plain = minibatch_loss(evaluator, batch, rows, advantages, returns, plain, mask)
+    loss_mle, parts_mle = minibatch_loss(evaluator, batch, torch.arange(0, 7), advantages, returns, with_mle, mask)
+    loss_mle_rows, parts_mle_rows = minibatch_loss(evaluator, batch, rows, advantages, returns, with_mle, mask)
+    assert torch.isfinite(parts_mle["mle_nll"]), "a forbidden reference token must not make the likelihood -inf"
+    with torch.no_grad():
+        ref_logp, _, _ = evaluator(batch.source[rows], references[rows], mask)
+    keep = references[rows] != PAD
+    expected_nll = -(ref_logp * keep).sum() / keep.sum()
+    torch.testing.assert_close(parts_mle_rows["mle_nll"], expected_nll, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(loss_mle_rows, loss_plain + 0.3 * expected_nll, atol=1e-5, rtol=1e-5)
+    for key in parts_plain:  # the policy-gradient parts are those of the pass without references
+        torch.testing.assert_close(parts_mle_rows[key], parts_plain[key], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="references"):
+        minibatch_loss(evaluator, dataclasses.replace(batch, references=None), rows, advantages, returns, with_mle, mask)
+
+
+def test_rl_with_the_mle_term_raises_the_references_likelihood(tmp_path):
+    ppo = PPOConfig(algo="reinforce", num_envs=16, num_minibatches=2, learning_rate=3e-3, mle_coef=1.0,
+                    lr_warmup_updates=1)
+    summary = train(tiny_run(tmp_path / "run", ppo=ppo, task="translation", total_tokens=3_000,
+                             task_kwargs={"num_train": 64, "num_valid": 16, "num_test": 16}))
+    rows = (tmp_path / "run" / "metrics.csv").read_text().strip().splitlines()
+    header = rows[0].split(",")
+    nll = [float(r.split(",")[header.index("mle_nll")]) for r in rows[1:]]
+    assert summary["updates"] == len(nll) >= 6
+    assert np.mean(nll[-2:]) < np.mean(nll[:2]) - 0.5 and all(np.diff(nll) < 0.1), nll
