@@ -213,7 +213,7 @@ class BatchedInstantRewardEnv(VectorEnv):
     def _observation(self) -> dict[str, np.ndarray]:
         if not self.copy:
             return dict(self._views)
-        return {"source": self.episodes.sources.copy(), "generated": self.episodes.generated.copy()}
+        return {"source": self.episodes.source(), "generated": self.episodes.generated.copy()}
 
     def _final_obs(self, rows: np.ndarray) -> np.ndarray:
         source, generated = self.episodes.source(rows), self.episodes.generated[rows]  # fresh (k, .) arrays
