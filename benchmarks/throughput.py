@@ -105,7 +105,6 @@ def ratio(value: float) -> str:
     return f"{value:,.2f}x" if value < 10 else f"{value:,.0f}x"
 
 
-
 def headline_section(bench: EnvBench) -> Section:
     """The 2M target's cell in several fresh processes one after another, and their median."""
     s = bench.settings
