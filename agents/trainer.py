@@ -297,6 +297,7 @@ def train(config: RunConfig) -> dict[str, Any]:
         row = {
             "update": u + 1,
             "tokens": state["tokens"],
+            "wall_seconds": state["wall"],  # of the update loop so far (resumed runs carry it on)
             "tokens_per_second": tokens_now / (t2 - t0),
             "env_share": row["env_seconds"] / (t2 - t0),
             "kl_coef": kl.value,

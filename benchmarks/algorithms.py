@@ -75,6 +75,8 @@ def run_ours(task: str, seed: int, steps: int, num_envs: int, preset: str = "tin
         "weights": [num_envs] * len(rows),
         "total_steps": int(summary["tokens"]),
         "wall": float(summary["wall_seconds"]),
+        # (env steps, seconds) at the end of each rollout-and-update iteration, for the rate after the first
+        "iterations": [(float(r["tokens"]), float(r["wall_seconds"])) for r in rows],
     }
 
 
@@ -88,6 +90,11 @@ def run_sb3(algo: str, task: str, seed: int, steps: int, num_envs: int, preset: 
             super().__init__()
             self.steps: list[float] = []
             self.scores: list[float] = []
+            self.iterations: list[tuple[float, float]] = []
+
+        def _on_rollout_start(self) -> None:  # the previous iteration (rollout + train) has ended
+            if self.num_timesteps:
+                self.iterations.append((float(self.num_timesteps), time.perf_counter() - t0))
 
         def _on_step(self) -> bool:
             for info in self.locals["infos"]:
@@ -107,7 +114,15 @@ def run_sb3(algo: str, task: str, seed: int, steps: int, num_envs: int, preset: 
         "weights": [1] * len(recorder.scores),
         "total_steps": int(model.num_timesteps),
         "wall": wall,
+        "iterations": [*recorder.iterations, (float(model.num_timesteps), wall)],
     }
+
+
+def after_first_iteration(run: dict[str, Any]) -> float:
+    """Env steps per second after the run's first rollout-and-update iteration, which also pays one-time
+    costs (first calls into torch and the env, allocations); NaN for a run of a single iteration."""
+    (first_steps, first_wall), (steps, wall) = run["iterations"][0], run["iterations"][-1]
+    return (steps - first_steps) / (wall - first_wall) if len(run["iterations"]) > 1 else float("nan")
 
 
 def run_one(job: tuple[str, str, int, int, int, str, int]) -> tuple[str, int, dict[str, Any]]:
@@ -225,28 +240,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for algo in algos:
         runs = [results[algo][s] for s in args.seeds]
         tok_s = np.array([r["total_steps"] / r["wall"] for r in runs])
+        steady = np.array([after_first_iteration(r) for r in runs])
         finals = np.array([final_score(r) for r in runs])
         rows[algo] = {"tok_s": float(tok_s.mean()), "tok_s_std": float(tok_s.std()),
+                      "steady": float(steady.mean()), "steady_std": float(steady.std()),
                       "final": float(finals.mean()), "final_std": float(finals.std()),
                       "finals": finals.tolist(), "episodes": float(np.mean([sum(r["weights"]) for r in runs]))}
-    base = rows["sb3_ppo"]["tok_s"]
+    base, steady_base = rows["sb3_ppo"]["tok_s"], rows["sb3_ppo"]["steady"]
     for row in rows.values():
-        row["ratio"] = row["tok_s"] / base
+        row["ratio"], row["steady_ratio"] = row["tok_s"] / base, row["steady"] / steady_base
 
     png = args.out.with_suffix(".png")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     plot(results, args.steps, random_score, args.task, png)
 
-    header = ("| algorithm | trained tok/s | vs SB3 PPO | final score (last 20% of episodes) | per seed | "
-              "episodes/run |")
-    table = [header, "|---|---|---|---|---|---|"]
+    header = ("| algorithm | trained tok/s | vs SB3 PPO | after the first iteration: tok/s | vs SB3 PPO | "
+              "final score (last 20% of episodes) | per seed | episodes/run |")
+    table = [header, "|---|---|---|---|---|---|---|---|"]
     for algo in algos:
         r = rows[algo]
         table.append(
             f"| {LABELS[algo]} | {_speed(r['tok_s'])} ± {_speed(r['tok_s_std'])} | {r['ratio']:.2f}x | "
+            f"{_speed(r['steady'])} ± {_speed(r['steady_std'])} | {r['steady_ratio']:.2f}x | "
             f"{r['final']:.3f} ± {r['final_std']:.3f} | {', '.join(f'{x:.3f}' for x in r['finals'])} | {r['episodes']:,.0f} |"
         )
-    table.append(f"| random policy | | | {random_score:.3f} | | 500 |")
+    table.append(f"| random policy | | | | | {random_score:.3f} | | 500 |")
     sb3 = {k: ALGO_DEFAULTS[v] for k, v in SB3_NAMES.items()}
     lines = [
         f"# Our PPO against {', '.join(LABELS[a] for a in algos if a != 'ours_ppo')}",
@@ -270,7 +288,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           for a in SB3_NAMES if a in algos],
         "- Final score: mean over the last 20% of each run's finished episodes (ours: of its updates, each "
         f"{args.num_envs} episodes); ± is the std over seeds. Trained tok/s: env steps / wall of the learn call, "
-        "mean ± std over seeds; 'vs SB3 PPO' divides by SB3 PPO's mean from this same run.",
+        "mean ± std over seeds; 'vs SB3 PPO' divides by SB3 PPO's mean from this same run. *After the first "
+        "iteration*: the same from the end of each run's first rollout-and-update iteration to its end (the first "
+        "also pays one-time costs: first calls into torch and the env, allocations), a short run's steady rate; "
+        "NaN where a run had one iteration.",
         "- Budgets: each run stops at the first update boundary at or past the budget (SB3 PPO and MaskablePPO: "
         f"{args.num_envs} x 64 steps per rollout; ours: whole episodes), so runs differ slightly in steps; "
         "tok/s uses each run's own count.",

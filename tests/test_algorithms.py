@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.algorithms import ALGORITHMS, LABELS, binned_curve, final_score, main
+from benchmarks.algorithms import ALGORITHMS, LABELS, after_first_iteration, binned_curve, final_score, main
 
 
 def table_rows(text: str) -> dict[str, list[str]]:
@@ -31,13 +31,14 @@ def test_quick_run_writes_table_and_plot(tmp_path):
     assert rows["algorithm"][1] == "trained tok/s"
     for algo in ALGORITHMS:
         cells = rows[LABELS[algo]]
-        tok_s, ratio, final = number(cells[1]), number(cells[2]), number(cells[3])
-        assert tok_s > 0 and ratio > 0 and 0 < final <= 1, cells
+        tok_s, ratio, steady, steady_ratio, final = (number(c) for c in cells[1:6])
+        assert tok_s > 0 and ratio > 0 and steady > 0 and steady_ratio > 0 and 0 < final <= 1, cells
         # every run used (at least) the budget and recorded episodes over it
         result = summary["results"][algo][0]
         assert result["total_steps"] >= 2_000
         assert sum(result["weights"]) >= 16 and max(result["steps"]) <= result["total_steps"]
-    assert number(rows[LABELS["sb3_ppo"]][2]) == 1.0
+    assert number(rows[LABELS["sb3_ppo"]][2]) == 1.0 and number(rows[LABELS["sb3_ppo"]][4]) == 1.0
+    assert rows["algorithm"][3] == "after the first iteration: tok/s"
     assert 0 < summary["random"] < 1
     png = out.with_suffix(".png")
     assert png.stat().st_size > 1000
@@ -47,6 +48,12 @@ def test_quick_run_writes_table_and_plot(tmp_path):
 def test_final_score_is_mean_of_last_fifth():
     result = {"scores": list(range(10)), "steps": list(range(10)), "weights": [1] * 10}
     assert final_score(result) == np.mean([8, 9])
+
+
+def test_rate_after_the_first_iteration_leaves_it_out():
+    run = {"iterations": [(100.0, 5.0), (200.0, 6.0), (300.0, 8.0)]}  # the first iteration took 5 s
+    assert after_first_iteration(run) == 200.0 / 3.0
+    assert np.isnan(after_first_iteration({"iterations": [(100.0, 5.0)]}))
 
 
 def test_binned_curve_weights_episodes_and_leaves_empty_bins_nan():
