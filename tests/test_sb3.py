@@ -285,8 +285,10 @@ def ppo_scores(total_timesteps: int) -> np.ndarray:
 
 
 def test_ppo_raises_the_score_above_random():
+    """20k steps: at 12k, seed 0 ended at 1.38x random on an AMD EPYC (floating point differs by CPU) and
+    1.4x+ on a Xeon; at 20k seeds 0 and 1 reach 1.87x there."""
     random = policy_scores("matching:summary", "random", episodes=1000, split="train").mean()
-    scores = ppo_scores(12_000)
+    scores = ppo_scores(20_000)
     assert scores[-200:].mean() > 1.4 * random, (scores[:200].mean(), scores[-200:].mean(), random)
 
 
