@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.algorithms import ALGORITHMS, LABELS, after_first_iteration, binned_curve, final_score, main
+from benchmarks.algorithms import (
+    ALGORITHMS,
+    LABELS,
+    after_first_iteration,
+    binned_curve,
+    final_score,
+    main,
+)
 
 
 def table_rows(text: str) -> dict[str, list[str]]:

@@ -462,3 +462,64 @@ def test_sample_categorical_never_passes_the_last_action_even_when_the_draw_roun
     monkeypatch.setattr(torch, "rand", lambda shape, **kw: torch.ones(shape, dtype=kw.get("dtype")))
     probs = torch.tensor([[0.3, 0.7, 0.0], [0.0, 0.0, 1.0]])
     assert sample_categorical(probs).tolist() == [1, 2]
+
+
+# ---- the cost-saving paths give the plain paths' numbers -----------------------------------------------
+
+
+@pytest.mark.parametrize("allowed", [64, 65, 127])
+def test_restricted_logits_are_the_full_logits_of_the_allowed_actions_at_any_count(allowed):
+    """The head pads the allowed ids to a multiple of 64 rows and slices the extra logits off: whatever
+    the count, the result has exactly K columns, equal to the full logits at those ids."""
+    vocab = 200
+    torch.manual_seed(0)
+    model = PolicyModel(ModelConfig.preset("tiny", vocab, S, T)).eval()
+    ids = torch.randperm(vocab - NUM_SPECIAL, generator=torch.Generator().manual_seed(3))[:allowed].sort().values
+    ids += NUM_SPECIAL
+    source, target_in = random_sources([12, 5]), random_target_in(2)
+    full, full_values = model(source, target_in)
+    part, values = model(source, target_in, output_ids=ids)
+    assert part.shape == (2, T, allowed)
+    torch.testing.assert_close(part, full[..., ids], atol=ATOL, rtol=0)
+    torch.testing.assert_close(values, full_values, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("restricted", [True, False])
+def test_one_shared_lookup_gives_the_outputs_and_gradients_of_separate_lookups(monkeypatch, restricted):
+    """With one table for source, target and output, the teacher-forced pass looks all three up in one
+    call (one (V, C) gradient to fill instead of three); numbers and gradients must not change."""
+    source, actions = random_sources([9, 4, 12]), random_target_in(3)[:, 1:]
+    mask = torch.zeros(V, dtype=torch.bool)
+    mask[[EOS, *range(8, 40)]] = True
+    mask[actions.flatten()] = True
+    runs = []
+    for shared in (True, False):
+        model = make_model().train()
+        torch.manual_seed(5)  # the same dropout masks in both runs
+        if not shared:
+            monkeypatch.setattr(model, "_shared_lookups", lambda *args: (None, None, None))
+        logprobs, entropy, values = model.evaluate_actions(source, actions, mask if restricted else None)
+        (logprobs.sum() + entropy.sum() + values.square().sum()).backward()
+        runs.append((logprobs, values, {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (lp, val, grads), (lp_sep, val_sep, grads_sep) = runs
+    torch.testing.assert_close(lp, lp_sep, atol=ATOL, rtol=0)
+    torch.testing.assert_close(val, val_sep, atol=ATOL, rtol=0)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, grads_sep[name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_step_gathers_the_head_rows_once_per_decode_state(model, monkeypatch):
+    mask = torch.zeros(V, dtype=torch.bool)
+    mask[[EOS, *range(10, 30)]] = True
+    ids, _ = allowed_actions(mask, V)
+    source, target_in = random_sources([12, 6, 3]), random_target_in(3)
+    calls = []
+    gather = model.head_rows
+    monkeypatch.setattr(model, "head_rows", lambda output_ids: calls.append(output_ids) or gather(output_ids))
+    state = model.start(source)
+    steps = [model.step(state, target_in[:, t], ids)[0] for t in range(T)]
+    assert len(calls) == 1, "the rows are read at the first restricted step and kept in the state"
+    torch.testing.assert_close(torch.stack(steps, 1), model(source, target_in, output_ids=ids)[0], atol=ATOL, rtol=0)
+    model.start(source)
+    model.step(model.start(source), target_in[:, 0], ids)
+    assert len(calls) == 2, "a new state reads them again (the weights may have changed)"
