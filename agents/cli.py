@@ -94,7 +94,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         num_minibatches=args.minibatches, ent_coef=args.ent_coef, temperature=args.temperature, kl_coef=args.kl_coef,
         kl_target=args.kl_target, rloo_k=args.rloo_k, schedule=args.schedule, weights_start=args.weights_start or {},
         weights_end=args.weights_end or {}, adaptive_target=args.adaptive_target, anneal_lr=args.anneal_lr,
-        mle_coef=args.mle_coef,
+        mle_coef=args.mle_coef, length_groups=args.length_groups,
     )
     config = RunConfig(
         task=args.task, reward=args.reward, reward_weights=args.reward_weights, seed=args.seed,
@@ -242,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--gamma", type=float, default=1.0)
     train.add_argument("--epochs", type=int, default=4, help="PPO epochs per rollout")
     train.add_argument("--minibatches", type=int, default=4)
+    train.add_argument("--length-groups", type=int, default=1,
+                       help="score each minibatch in this many passes over sequences of similar length (the same "
+                            "update, less padding; 2-4 where lengths vary, e.g. a trained translation policy)")
     train.add_argument("--ent-coef", type=float, default=0.0)
     train.add_argument("--temperature", type=float, default=1.0)
     train.add_argument("--kl-coef", type=float, default=0.0, help="per-token KL penalty to the initial policy")

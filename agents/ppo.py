@@ -64,6 +64,13 @@ class PPOConfig:
     """Passes over each rollout (PPO only; REINFORCE and RLOO take one)."""
     num_minibatches: int = 4
     """Sequence minibatches per pass."""
+    length_groups: int = 1
+    """Score each minibatch in up to this many teacher-forced passes over groups of sequences of similar
+    length (sorted by episode, then source length), each padded only to its own longest, and add their
+    gradients before the one optimiser step. Each group's loss is divided by the whole minibatch's token
+    count, so the update is the one pass's (up to float rounding) at less padding: it pays where lengths
+    vary, as with a trained translation policy, and costs a little where every episode runs to the cap.
+    1: one pass per minibatch."""
     clip_coef: float = 0.2
     """PPO's ratio clipping range."""
     clip_vloss: bool = False
@@ -109,6 +116,8 @@ class PPOConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {list(SCHEDULES)}")
         if self.num_envs < 1 or self.num_minibatches < 1 or self.num_envs % self.num_minibatches:
             raise ValueError(f"num_envs ({self.num_envs}) must be a positive multiple of num_minibatches ({self.num_minibatches})")
+        if self.length_groups < 1:
+            raise ValueError(f"length_groups must be >= 1, got {self.length_groups}")
         if self.algo == "rloo" and (self.rloo_k < 2 or self.num_envs % self.rloo_k):
             raise ValueError(f"rloo needs rloo_k >= 2 dividing num_envs; got rloo_k={self.rloo_k}, num_envs={self.num_envs}")
         if not self.mle_coef >= 0.0:
@@ -151,6 +160,11 @@ class ShapingSchedule:
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``x`` over the True entries of ``mask`` (0 if there are none)."""
     return torch.where(mask, x, 0.0).sum() / mask.sum().clamp(min=1)
+
+
+def _mean(x: torch.Tensor, mask: torch.Tensor, total: int | None) -> torch.Tensor:
+    """``masked_mean``, or with ``total``: the masked sum over ``total`` (a share of a larger mean)."""
+    return masked_mean(x, mask) if total is None else torch.where(mask, x, 0.0).sum() / max(total, 1)
 
 
 def returns_to_go(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -218,6 +232,8 @@ def minibatch_loss(
     width: int | None = None,
     source_width: int | None = None,
     reference_width: int | None = None,
+    token_total: int | None = None,
+    reference_total: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss of the sequences ``rows`` of a rollout (one teacher-forced pass), and its parts.
 
@@ -229,6 +245,11 @@ def minibatch_loss(
 
     With ``config.mle_coef`` the same pass also scores the rows' references (``batch.references``, the
     first ``reference_width`` columns): their sequences are stacked under the sampled ones.
+
+    ``token_total`` / ``reference_total``: where ``rows`` are one group of a larger minibatch, that
+    minibatch's count of sampled tokens / scorable reference tokens. Every mean is then a sum over these
+    rows divided by it, so the groups' losses and parts add up to the whole minibatch's. None: these rows'
+    own counts (plain means).
     """
     T = batch.actions.shape[1] if width is None else width
     S = batch.source.shape[1] if source_width is None else source_width
@@ -250,23 +271,26 @@ def minibatch_loss(
         ref_logp = new_logp[b:, :R]  # (B, R)
         # Reference tokens the action mask forbids (an UNK, say) have no finite log-probability: left out.
         ref_mask = (references != PAD) & (ref_logp > torch.finfo(ref_logp.dtype).min)
-        mle_nll = -masked_mean(ref_logp, ref_mask)
+        mle_nll = -_mean(ref_logp, ref_mask, reference_total)
         new_logp, entropy, new_values = new_logp[:b, :T], entropy[:b, :T], new_values[:b, :T]
+    def mean(x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        return _mean(x, where, token_total)
+
     logratio = torch.where(m, new_logp - batch.logprobs[rows, :T], 0.0)
     ratio = logratio.exp()
     adv, ret, old_values = advantages[rows, :T], returns[rows, :T], batch.values[rows, :T]
     if config.algo == "ppo":
-        pg_loss = masked_mean(torch.max(-adv * ratio, -adv * ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef)), m)
+        pg_loss = mean(torch.max(-adv * ratio, -adv * ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef)), m)
     else:
-        pg_loss = masked_mean(-adv * torch.where(m, new_logp, 0.0), m)
+        pg_loss = mean(-adv * torch.where(m, new_logp, 0.0), m)
     if config.algo == "rloo":  # no critic; 0 * values keeps every parameter in the graph for DDP
         v_loss = 0.0 * new_values.sum()
     elif config.clip_vloss:
         clipped = old_values + (new_values - old_values).clamp(-config.clip_coef, config.clip_coef)
-        v_loss = 0.5 * masked_mean(torch.max((new_values - ret) ** 2, (clipped - ret) ** 2), m)
+        v_loss = 0.5 * mean(torch.max((new_values - ret) ** 2, (clipped - ret) ** 2), m)
     else:
-        v_loss = 0.5 * masked_mean((new_values - ret) ** 2, m)
-    ent = masked_mean(entropy, m)
+        v_loss = 0.5 * mean((new_values - ret) ** 2, m)
+    ent = mean(entropy, m)
     loss = pg_loss + config.vf_coef * v_loss
     if config.mle_coef:
         loss = loss + config.mle_coef * mle_nll
@@ -277,8 +301,8 @@ def minibatch_loss(
             "pg_loss": pg_loss.detach(),
             "v_loss": v_loss.detach(),
             "entropy": ent.detach(),
-            "approx_kl": masked_mean((ratio - 1) - logratio, m),
-            "clipfrac": masked_mean(((ratio - 1).abs() > config.clip_coef).float(), m),
+            "approx_kl": mean((ratio - 1) - logratio, m),
+            "clipfrac": mean(((ratio - 1).abs() > config.clip_coef).float(), m),
         }
         if config.mle_coef:
             parts["mle_nll"] = mle_nll.detach()
@@ -319,17 +343,40 @@ def ppo_update(
     # Each minibatch's pass covers its longest episode and source only (one host copy per update).
     source_len = (batch.source != PAD).sum(dim=1).cpu().numpy()
     reference_len = None if batch.references is None else (batch.references != PAD).sum(dim=1).cpu().numpy()
+    groups = config.length_groups
+    reference_ok = None  # per row, the reference tokens the MLE term scores (not PAD, allowed by the mask)
+    if groups > 1 and config.mle_coef and batch.references is not None:
+        if action_mask is not None and action_mask.dim() != 1:
+            groups = 1  # no per-row count without running the model: one pass
+        else:
+            ok = batch.references != PAD
+            if action_mask is not None:
+                ok &= action_mask.to(ok.device)[batch.references]
+            reference_ok = ok.sum(dim=1).cpu().numpy()
+    ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)
     for _ in range(epochs):
         perm = rng.permutation(n)
-        order = torch.as_tensor(perm, device=batch.mask.device)
         for start in range(0, n, size):
-            rows = perm[start : start + size]
-            width, source_width = max(int(batch.lengths[rows].max()), 1), max(int(source_len[rows].max()), 1)
-            reference_width = None if reference_len is None else max(int(reference_len[rows].max()), 1)
-            loss, parts = minibatch_loss(model, batch, order[start : start + size], advantages, returns, config,
-                                         action_mask, autocast, width, source_width, reference_width)
+            minibatch = perm[start : start + size]
+            parts_of = split_by_length(minibatch, batch.lengths, source_len, groups)
+            totals = {}
+            if len(parts_of) > 1:
+                totals["token_total"] = int(batch.lengths[minibatch].sum())
+                if reference_ok is not None:
+                    totals["reference_total"] = int(reference_ok[minibatch].sum())
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            parts: dict[str, torch.Tensor] = {}
+            for i, rows in enumerate(parts_of):
+                width, source_width = max(int(batch.lengths[rows].max()), 1), max(int(source_len[rows].max()), 1)
+                reference_width = None if reference_len is None else max(int(reference_len[rows].max()), 1)
+                # DistributedDataParallel: gradients are averaged over ranks once, at the last group's backward
+                with model.no_sync() if ddp and i < len(parts_of) - 1 else contextlib.nullcontext():
+                    loss, group_parts = minibatch_loss(
+                        model, batch, torch.as_tensor(rows, device=batch.mask.device), advantages, returns, config,
+                        action_mask, autocast, width, source_width, reference_width, **totals)
+                    loss.backward()
+                for k, v in group_parts.items():
+                    parts[k] = parts[k] + v if k in parts else v
             if value_only:
                 for p in model.parameters():
                     if id(p) not in value_params:
@@ -342,6 +389,15 @@ def ppo_update(
         if config.target_kl is not None and stats["approx_kl"][-1].item() > config.target_kl:
             break
     return {k: float(torch.stack(v).float().mean()) for k, v in stats.items()}
+
+
+def split_by_length(rows: np.ndarray, lengths: np.ndarray, source_len: np.ndarray, groups: int) -> list[np.ndarray]:
+    """``rows`` in up to ``groups`` groups of near-equal size, sorted by episode length, then source length:
+    each teacher-forced pass over a group is padded to that group's longest only. One group: ``rows``."""
+    if groups <= 1 or len(rows) < 2:
+        return [rows]
+    order = np.lexsort((source_len[rows], lengths[rows]))  # last key first: episode length, then source
+    return [g for g in np.array_split(rows[order], min(groups, len(rows))) if len(g)]
 
 
 def advantages_for(batch: Rollout, rewards: torch.Tensor, config: PPOConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -404,4 +460,5 @@ __all__ = [
     "returns_to_go",
     "rloo_advantages",
     "rollout_examples",
+    "split_by_length",
 ]

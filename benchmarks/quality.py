@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rl-lr", type=float, default=1e-5)
     parser.add_argument("--rl-temperature", type=float, default=0.5)
     parser.add_argument("--rl-envs", type=int, default=256)
+    parser.add_argument("--rl-length-groups", type=int, default=1,
+                        help="multi30k: PPOConfig.length_groups of the RL phase (the same update in passes over "
+                             "sequences of similar length: 1.4x faster updates at 2-4, benchmarks.length_groups)")
     parser.add_argument("--rl-mle-coef", type=float, default=0.0,
                         help="multi30k: weight of a maximum-likelihood term on the references in the RL phase")
     parser.add_argument("--classifier", default=None, help="sst2: classifier folder (default: $IR_SST2_CLASSIFIER)")
@@ -284,7 +287,7 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
                                   "test_bleu": test_snap, **snapshot_choice}
         print(f"MLE snapshot at {snapshot_at / 60:g} min (step {step}): valid {valid_snap:.2f}, test {test_snap:.2f}", flush=True)
         ppo = PPOConfig(algo=args.rl_algo, learning_rate=args.rl_lr, num_envs=args.rl_envs, temperature=args.rl_temperature,
-                        mle_coef=args.rl_mle_coef)
+                        mle_coef=args.rl_mle_coef, length_groups=args.rl_length_groups)
         summary = rl_from(model, model, task.name, args, args.rl_minutes, ppo, eval_examples=256)
         valid_rl, _, _ = corpus_bleu(model, task, "valid", refs["valid"])
         test_rl, _, hyps = corpus_bleu(model, task, "test", refs["test"])

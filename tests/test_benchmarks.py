@@ -190,3 +190,19 @@ def test_warm_start_rl_runs_end_to_end_with_a_tiny_budget():
     assert set(out["runs"]) == {0, 1}
     for run in out["runs"].values():
         assert run["valid"] and all(0.0 <= v <= 1.0 for v in run["valid"])
+
+
+def test_length_groups_benchmark_runs_and_finds_the_same_update(tmp_path: Path) -> None:
+    from benchmarks.length_groups import main as length_groups
+
+    out = tmp_path / "length_groups.md"
+    rows = length_groups(["--task", "translation", "--model", "tiny", "--num-envs", "32", "--groups", "2", "4",
+                          "--repeats", "1", "--out", str(out)])
+    assert [r["groups"] for r in rows] == [1, 2, 4], "the one-pass baseline is added and comes first"
+    assert rows[0]["speedup"] == 1.0 and rows[0]["max_weight_diff"] == 0.0
+    for r in rows[1:]:
+        assert r["max_weight_diff"] < 1e-5, "grouping must not change the update beyond float rounding"
+        assert r["width"] < rows[0]["width"], "groups of similar length pad less"
+        assert r["seconds"] > 0 and r["tokens_per_second"] > 0
+    text = out.read_text()
+    assert "Command: `python -m benchmarks.length_groups" in text and "| 4 |" in text

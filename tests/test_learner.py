@@ -83,7 +83,7 @@ def test_adaptive_kl_coefficient_moves_towards_the_target():
     ({"algo": "a2c"}, "unknown algo"), ({"schedule": "step"}, "unknown schedule"),
     ({"num_envs": 10, "num_minibatches": 4}, "multiple"), ({"algo": "rloo", "num_envs": 8, "rloo_k": 3}, "rloo_k"),
     ({"schedule": "linear"}, "weights_end"), ({"weights_end": {"bonus": 1.0}, "schedule": "linear"}, "unknown parts"),
-    ({"mle_coef": -0.5}, "mle_coef"),
+    ({"mle_coef": -0.5}, "mle_coef"), ({"length_groups": 0}, "length_groups"),
 ])
 def test_bad_learner_config_is_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -274,6 +274,65 @@ def test_scoring_a_minibatch_up_to_its_longest_episode_and_source_changes_nothin
         torch.testing.assert_close(cut_grads[name], grad, atol=1e-6, rtol=1e-4, msg=name)
     short, _ = minibatch_loss(ActionEvaluator(model), batch, rows, advantages, returns, config, mask, None, width - 1, source_width)
     assert not torch.isclose(short, full), "cutting into an episode must change the loss (the check can fail)"
+
+
+def test_split_by_length_sorts_rows_into_groups_by_episode_then_source_length():
+    from agents.ppo import split_by_length
+
+    lengths, source_len = np.array([9, 3, 3, 7, 1, 5]), np.array([2, 8, 4, 1, 6, 3])
+    rows = np.array([0, 1, 2, 3, 4, 5])
+    groups = split_by_length(rows, lengths, source_len, 3)
+    assert [g.tolist() for g in groups] == [[4, 2], [1, 5], [3, 0]]
+    assert split_by_length(rows, lengths, source_len, 1)[0] is rows
+    assert sorted(np.concatenate(split_by_length(rows[:2], lengths, source_len, 4)).tolist()) == [0, 1]
+
+
+@pytest.mark.parametrize("algo, mle_coef", [("ppo", 0.0), ("rloo", 0.0), ("reinforce", 0.5)])
+def test_an_update_in_length_groups_is_the_update_in_one_pass(algo, mle_coef):
+    """ppo_update with length_groups > 1 scores each minibatch in several passes over rows of similar
+    length and adds their gradients: weights and logged statistics must be those of one pass per minibatch."""
+    import dataclasses
+
+    from agents.model import ModelConfig, PolicyModel
+    from agents.ppo import ActionEvaluator, advantages_for, ppo_update
+    from agents.rollout import collect
+    from agents.supervised import reference_targets
+    from ir_env import PAD, UNK, BatchedInstantRewardEnv, make_task
+
+    task = make_task("translation")
+    torch.manual_seed(0)
+    start = PolicyModel(ModelConfig.preset("tiny", len(task.vocab), task.max_source_len, task.max_generation_len))
+    env = BatchedInstantRewardEnv(num_envs=16, task=task, info_text=False, copy=False)
+    batch = collect(start, env, seed=0, generator=torch.Generator().manual_seed(0))
+    lengths = np.random.default_rng(1).integers(2, 16, size=16)  # episodes of many lengths
+    live = torch.arange(batch.actions.shape[1]) < torch.as_tensor(lengths)[:, None]
+    references = torch.as_tensor(reference_targets(env.episodes.examples, task.max_generation_len))[batch.example_ids]
+    references[3, 0] = UNK  # forbidden by the action mask: not scored, in one pass or in groups
+    batch = dataclasses.replace(batch, actions=batch.actions.masked_fill(~live, PAD), mask=live, lengths=lengths,
+                                logprobs=batch.logprobs * live, values=batch.values * live,
+                                rewards=batch.rewards * live, references=references)
+    mask = torch.as_tensor(task.action_mask())
+    results = []
+    for groups in (1, 3):
+        model = PolicyModel(start.config)
+        model.load_state_dict(start.state_dict())
+        config = PPOConfig(algo=algo, num_envs=16, num_minibatches=2, update_epochs=2, mle_coef=mle_coef,
+                           length_groups=groups)
+        advantages, returns = advantages_for(batch, batch.rewards, config)
+        # plain SGD: the weights move by the gradients themselves (Adam would blow float noise in tiny ones up)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        stats = ppo_update(ActionEvaluator(model), optimizer, batch, advantages, returns, config, mask,
+                           np.random.default_rng(0))
+        results.append((stats, model.state_dict()))
+    (one, one_weights), (grouped, grouped_weights) = results
+    assert one.keys() == grouped.keys()
+    for key in one:
+        assert grouped[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), key
+    moved = False
+    for name, weight in one_weights.items():
+        torch.testing.assert_close(grouped_weights[name], weight, atol=2e-6, rtol=1e-4, msg=name)
+        moved |= not torch.equal(weight, start.state_dict()[name])
+    assert moved, "the update must change the weights (the check can fail)"
 
 
 def test_the_mle_term_adds_the_references_negative_log_likelihood_to_the_loss():
