@@ -165,6 +165,11 @@ def allowed_actions(action_mask: torch.Tensor | np.ndarray | None, vocab_size: i
     return result
 
 
+COMPACT_AT = 2 / 3
+"""A batched decode drops its finished rows from the decode state (``select_rows``) once the rows still
+running are at most this share of the rows it holds: the steps after that cost only what runs, for one copy
+of the caches (copies shrink geometrically, so all of them together cost about three times the first)."""
+
 _last_allowed: tuple | None = None  # (key, weak reference to the mask, answer) of the last tensor mask
 
 
@@ -547,6 +552,26 @@ class PolicyModel(nn.Module):
         return logits[:, 0], values[:, 0]
 
     @torch.no_grad()
+    def select_rows(self, state: DecodeState, rows: RowsLike) -> DecodeState:
+        """A state of ``rows`` only, in that order (their caches copied): a batched decode drops the rows
+        that have finished, so later steps compute nothing for them. ``rows``: indices, or a (B,) bool mask."""
+        B = state.memory_mask.shape[0]
+        rows = np.asarray(rows.cpu() if isinstance(rows, torch.Tensor) else rows)
+        if rows.dtype == bool:
+            if rows.shape != (B,):
+                raise ValueError(f"a bool rows mask must have shape ({B},), got {rows.shape}")
+            rows = np.flatnonzero(rows)
+        rows = rows.astype(np.int64).reshape(-1)
+        if rows.size and (rows.min() < 0 or rows.max() >= B):
+            raise ValueError(f"rows {rows.tolist()} out of range for a batch of {B}")
+        idx = torch.as_tensor(rows, device=state.positions.device)
+        return DecodeState(
+            memory_k=state.memory_k.index_select(1, idx), memory_v=state.memory_v.index_select(1, idx),
+            memory_mask=state.memory_mask.index_select(0, idx), cache_k=state.cache_k.index_select(1, idx),
+            cache_v=state.cache_v.index_select(1, idx), positions=state.positions.index_select(0, idx),
+            lengths=state.lengths[rows], head=state.head)
+
+    @torch.no_grad()
     def reset_rows(self, state: DecodeState, rows: RowsLike, new_source: torch.Tensor) -> None:
         """Restart some rows at position 0 with new sources (for an env's autoreset); others are untouched.
 
@@ -593,24 +618,34 @@ class PolicyModel(nn.Module):
         ids = None if subset is None else subset[0]
         state = self.start(source)
         B = source.shape[0]
+        row_mask = None  # a (B, V) mask follows its rows as finished ones are dropped
+        if action_mask is not None and subset is None and torch.as_tensor(action_mask).dim() == 2:
+            row_mask = torch.as_tensor(action_mask, device=source.device)
         prev = torch.full((B,), BOS, dtype=torch.int64, device=source.device)
         done = torch.zeros(B, dtype=torch.bool, device=source.device)
+        held = torch.arange(B, device=source.device)  # the rows the decode state holds
         tokens = []
         for _ in range(max_len):
-            logits, _ = self.step(state, prev, ids)  # (B, V), or (B, K) over the allowed actions
+            logits, _ = self.step(state, prev, ids)  # (R, V), or (R, K) over the allowed actions
             logits = logits.float() / (1.0 if greedy else temperature)
             if subset is None:
-                logits = apply_action_mask(logits, action_mask)
+                logits = apply_action_mask(logits, action_mask if row_mask is None else row_mask[held])
             if greedy:
-                token = logits.argmax(-1)
+                choice = logits.argmax(-1)
             else:
-                token = sample_categorical(F.softmax(logits, dim=-1), generator)
+                choice = sample_categorical(F.softmax(logits, dim=-1), generator)
             if ids is not None:
-                token = ids[token]  # back to action ids
+                choice = ids[choice]  # back to action ids
+            token = torch.full((B,), PAD, dtype=torch.int64, device=source.device)
+            token[held] = choice
             token = token.masked_fill(done, PAD)  # (B,)
             tokens.append(token)
             done |= token == EOS
             if bool(done.all()):
                 break
-            prev = token
+            prev = token[held]
+            live = ~done[held]
+            if int(live.sum()) <= COMPACT_AT * held.numel():  # drop finished rows from the decode state
+                state = self.select_rows(state, live)
+                held, prev = held[live], prev[live]
         return torch.stack(tokens, dim=1)  # (B, L)

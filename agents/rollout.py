@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from agents.model import (
+    COMPACT_AT,
     PolicyModel,
     allowed_actions,
     apply_action_mask,
@@ -93,21 +94,24 @@ def collect(
     lengths = np.zeros(n, dtype=np.int64)
     active = np.ones(n, dtype=bool)
     prev = torch.full((n,), BOS, dtype=torch.int64, device=device)
+    held = np.arange(n)  # the env rows the decode state holds (finished ones are dropped from it)
+    held_t = torch.arange(n, device=device)
     env_seconds = 0.0
     for t in range(t_max):
-        logits, value = model.step(state, prev, ids)  # (N, V) or (N, K), (N,)
-        logp = _policy_dist(logits, step_mask, temperature)  # (N, V) or (N, K)
+        logits, value = model.step(state, prev, ids)  # (R, V) or (R, K), (R,) for the R held rows
+        logp = _policy_dist(logits, step_mask, temperature)  # (R, V) or (R, K)
         if greedy:
             choice = logp.argmax(-1)
         else:
             choice = sample_categorical(logp.exp(), generator)
         action = choice if ids is None else ids[choice]
-        live = torch.as_tensor(active, device=device)
+        live = torch.as_tensor(active[held], device=device)
         action = torch.where(live, action, torch.full_like(action, EOS))  # finished rows: a throwaway EOS
-        actions[:, t] = torch.where(live, action, torch.zeros_like(action))
-        logprobs[:, t] = logp.gather(-1, choice[:, None])[:, 0] * live
-        values[:, t] = value.float() * live
-        action_np = action.cpu().numpy()
+        actions[held_t, t] = torch.where(live, action, torch.zeros_like(action))
+        logprobs[held_t, t] = logp.gather(-1, choice[:, None])[:, 0] * live
+        values[held_t, t] = value.float() * live
+        action_np = np.full(n, EOS, dtype=np.int64)  # rows no longer held finished earlier: EOS too
+        action_np[held] = action.cpu().numpy()
         tick = time.perf_counter()
         _, reward, terminated, _, info = env.step(action_np)
         env_seconds += time.perf_counter() - tick
@@ -121,6 +125,11 @@ def collect(
         if not active.any():
             break
         prev = action
+        keep = active[held]
+        if keep.sum() <= COMPACT_AT * len(held):  # drop finished rows: later steps compute only the live ones
+            state = model.select_rows(state, keep)
+            held, prev = held[keep], prev[torch.as_tensor(keep, device=device)]
+            held_t = torch.as_tensor(held, device=device)
     if active.any():  # cannot happen: the env ends every episode at the length cap
         raise RuntimeError(f"rows {np.flatnonzero(active)[:5].tolist()} did not finish within {t_max} steps")
     return Rollout(

@@ -206,3 +206,18 @@ def test_length_groups_benchmark_runs_and_finds_the_same_update(tmp_path: Path) 
         assert r["seconds"] > 0 and r["tokens_per_second"] > 0
     text = out.read_text()
     assert "Command: `python -m benchmarks.length_groups" in text and "| 4 |" in text
+
+
+def test_finished_rows_benchmark_runs_and_decodes_the_same_tokens(tmp_path: Path) -> None:
+    import agents.model as model_module
+    from benchmarks.finished_rows import main as finished_rows
+
+    default = model_module.COMPACT_AT
+    out = tmp_path / "finished_rows.md"
+    rows = finished_rows(["--task", "translation", "--model", "tiny", "--num-envs", "16", "--batch-size", "16",
+                          "--repeats", "1", "--out", str(out)])
+    assert model_module.COMPACT_AT == default, "the benchmark puts the default back"
+    assert len(rows) == 4 and all(r["seconds"] > 0 for r in rows)
+    assert [r["speedup"] for r in rows if r["setting"] == "step every row"] == [1.0, 1.0]
+    text = out.read_text()
+    assert "Greedy tokens the same both ways: yes" in text and "Command: `python -m benchmarks.finished_rows" in text

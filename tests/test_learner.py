@@ -384,3 +384,31 @@ def test_rl_with_the_mle_term_raises_the_references_likelihood(tmp_path):
     nll = [float(r.split(",")[header.index("mle_nll")]) for r in rows[1:]]
     assert summary["updates"] == len(nll) >= 6
     assert np.mean(nll[-2:]) < np.mean(nll[:2]) - 0.5 and all(np.diff(nll) < 0.1), nll
+
+
+def test_a_rollout_that_drops_finished_rows_records_the_same_episodes(monkeypatch, stop_by_source_length):
+    """collect drops finished rows from the decode state; greedy episodes, log-probabilities, values and
+    rewards must be those of stepping every row to the end (COMPACT_AT = 0 never drops one)."""
+    import agents.rollout as rollout_module
+    from agents.model import ModelConfig, PolicyModel
+    from agents.rollout import collect
+    from ir_env import BatchedInstantRewardEnv, make_task
+
+    task = make_task("translation")
+    torch.manual_seed(0)
+    model = PolicyModel(ModelConfig.preset("tiny", len(task.vocab), task.max_source_len, task.max_generation_len)).eval()
+    calls = stop_by_source_length(model)
+    batches = []
+    for share in (rollout_module.COMPACT_AT, 0.0):
+        monkeypatch.setattr(rollout_module, "COMPACT_AT", share)
+        env = BatchedInstantRewardEnv(num_envs=12, task=task, info_text=False)
+        batches.append(collect(model, env, seed=3, greedy=True))
+    assert calls, "rows finished at different steps and were dropped"
+    dropped, kept = batches
+    assert len(set(dropped.lengths.tolist())) > 2, "the test needs episodes of different lengths"
+    np.testing.assert_array_equal(dropped.lengths, kept.lengths)
+    np.testing.assert_array_equal(dropped.scores, kept.scores)
+    for name in ("actions", "mask", "rewards"):
+        assert torch.equal(getattr(dropped, name), getattr(kept, name)), name
+    for name in ("logprobs", "values"):
+        torch.testing.assert_close(getattr(dropped, name), getattr(kept, name), atol=1e-5, rtol=0, msg=name)

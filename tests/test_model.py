@@ -523,3 +523,41 @@ def test_step_gathers_the_head_rows_once_per_decode_state(model, monkeypatch):
     model.start(source)
     model.step(model.start(source), target_in[:, 0], ids)
     assert len(calls) == 2, "a new state reads them again (the weights may have changed)"
+
+
+def test_select_rows_keeps_those_rows_decoding_exactly(model):
+    source, target_in = random_sources([12, 6, 3, 9]), random_target_in(4)
+    state = model.start(source)
+    model.step(state, target_in[:, 0])
+    kept = model.select_rows(state, torch.tensor([True, False, True, True]))
+    full_logits, full_values = model.step(state, target_in[:, 1])
+    logits, values = model.step(kept, target_in[[0, 2, 3], 1])
+    torch.testing.assert_close(logits, full_logits[[0, 2, 3]], atol=ATOL, rtol=0)
+    torch.testing.assert_close(values, full_values[[0, 2, 3]], atol=ATOL, rtol=0)
+    assert kept.lengths.tolist() == [2, 2, 2] and kept.positions.tolist() == [2, 2, 2]
+    with pytest.raises(ValueError, match="out of range"):
+        model.select_rows(state, [0, 4])
+    with pytest.raises(ValueError, match="shape"):
+        model.select_rows(state, torch.tensor([True, False]))
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "vector", "rows"])
+def test_sample_drops_finished_rows_and_decodes_the_same_tokens(model, monkeypatch, mask_kind, stop_by_source_length):
+    """Greedy decoding with finished rows dropped from the decode state gives the tokens of decoding
+    every row to the end (COMPACT_AT = 0 never drops a row)."""
+    import agents.model as model_module
+
+    source = random_sources([12, 6, 3, 9, 11, 2, 8, 12])
+    mask = torch.zeros(V, dtype=torch.bool)
+    mask[[EOS, *range(10, 40)]] = True
+    action_mask = {"none": None, "vector": mask, "rows": mask.expand(8, V).clone()}[mask_kind]
+    if mask_kind == "rows":
+        action_mask[3, 10:20] = False  # each row its own mask, which must follow the row
+    calls = stop_by_source_length(model)
+    dropped = model.sample(source, T, action_mask=action_mask, greedy=True)
+    assert calls, "rows finish at different steps: some are dropped"
+    monkeypatch.setattr(model_module, "COMPACT_AT", 0.0)
+    kept = model.sample(source, T, action_mask=action_mask, greedy=True)
+    assert torch.equal(dropped, kept)
+    ends = (dropped == EOS).float().argmax(1)
+    assert len(set(ends.tolist())) > 2, "the test needs rows that end at different steps"
