@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import numbers
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from agents.actions import allowed_actions, apply_action_mask, sample_categorical
 from ir_env.tokenizer import BOS, EOS, NUM_SPECIAL, PAD
 
 INIT_STD = 0.02
@@ -95,82 +95,11 @@ class ModelConfig:
         return cls(vocab_size=vocab_size, max_source_len=max_source_len, max_target_len=max_target_len, **fields)
 
 
-def _bool_mask(action_mask: torch.Tensor | np.ndarray, device: torch.device | str | None) -> torch.Tensor:
-    """``action_mask`` as a tensor on ``device``; ValueError unless it is bool (True = allowed)."""
-    mask = torch.as_tensor(action_mask, device=device)
-    if mask.dtype != torch.bool:
-        raise ValueError(f"action_mask must be bool (True = allowed), got dtype {mask.dtype}; "
-                         "convert with .bool() or .astype(bool)")
-    return mask
-
-
-def apply_action_mask(logits: torch.Tensor, action_mask: torch.Tensor | np.ndarray | None) -> torch.Tensor:
-    """``logits`` with the actions ``action_mask`` forbids set to the lowest finite value of their dtype.
-
-    Args:
-        logits: (..., V) scores.
-        action_mask: None (everything allowed), or bool with True where an action is allowed (the env's
-            ``action_masks()``), of shape (V,) or ``logits.shape``.
-
-    The lowest finite value rather than -inf: a row whose every action is masked then gives a uniform
-    softmax instead of NaN, and ``p * log p`` is 0 rather than NaN in the entropy. It is added as a bias
-    (0 where allowed) rather than written with ``masked_fill``: on CPU the addition is ~10x faster, and
-    ``logit + lowest`` rounds to ``lowest`` for any logit short of 1e31 in magnitude.
-    """
-    if action_mask is None:
-        return logits
-    action_mask = _bool_mask(action_mask, logits.device)
-    if action_mask.shape != logits.shape[-1:] and action_mask.shape != logits.shape:
-        raise ValueError(f"action_mask has shape {tuple(action_mask.shape)}; expected ({logits.shape[-1]},) "
-                         f"or {tuple(logits.shape)}, the shape of the logits it masks")
-    bias = torch.zeros(action_mask.shape, dtype=logits.dtype, device=logits.device)
-    return logits + bias.masked_fill_(~action_mask, torch.finfo(logits.dtype).min)
-
-
-def allowed_actions(action_mask: torch.Tensor | np.ndarray | None, vocab_size: int,
-                    device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The actions a static (V,) mask allows, for computing logits over those rows of the output table only.
-
-    Returns ``(ids, position)``: ``ids`` (K,) int64, the allowed actions in increasing order, and
-    ``position`` (V,) int64, each action's index in ``ids`` (-1 where forbidden). None where there is
-    nothing to restrict to: no mask, a per-row mask (a different set per row), or a mask that allows
-    every action or none (the full softmax then handles them as ``apply_action_mask`` says).
-
-    A softmax over the K allowed logits is the masked softmax over all V (the forbidden terms are exactly
-    0 there), so this changes the cost, not the policy: on ``translation:multi30k`` K is 7,815 of 13,183
-    (the German side), and the output projection is the largest matrix product of the small model.
-    """
-    if action_mask is None:
-        return None
-    # A learner passes the same mask tensor to every minibatch: reuse the last answer while the tensor is
-    # unchanged (its _version counts in-place writes), since nonzero() waits for the GPU each time.
-    key = (id(action_mask), getattr(action_mask, "_version", None), vocab_size, str(device))
-    global _last_allowed
-    cached = _last_allowed
-    if isinstance(action_mask, torch.Tensor) and cached is not None and cached[0] == key and cached[1]() is action_mask:
-        return cached[2]
-    mask = _bool_mask(action_mask, device)
-    if mask.dim() != 1:
-        return None
-    if mask.shape[0] != vocab_size:
-        raise ValueError(f"action_mask has shape {tuple(mask.shape)}; expected ({vocab_size},), one entry per action")
-    ids = mask.nonzero().squeeze(1)
-    result = None
-    if ids.numel() not in (0, vocab_size):
-        position = torch.full((vocab_size,), -1, dtype=torch.int64, device=mask.device)
-        position[ids] = torch.arange(ids.numel(), device=mask.device)
-        result = ids, position
-    if isinstance(action_mask, torch.Tensor):
-        _last_allowed = (key, weakref.ref(action_mask), result)
-    return result
-
-
 COMPACT_AT = 2 / 3
 """A batched decode drops its finished rows from the decode state (``select_rows``) once the rows still
 running are at most this share of the rows it holds: the steps after that cost only what runs, for one copy
 of the caches (copies shrink geometrically, so all of them together cost about three times the first)."""
 
-_last_allowed: tuple | None = None  # (key, weak reference to the mask, answer) of the last tensor mask
 
 
 def make_adam(params, **kwargs) -> torch.optim.Adam:
@@ -184,23 +113,22 @@ def make_adam(params, **kwargs) -> torch.optim.Adam:
         return torch.optim.Adam(params, **kwargs)
 
 
-def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One draw per row of (..., V) probabilities (unnormalised is fine), by inverting the row's CDF.
-
-    The same distribution as ``torch.multinomial(probs, 1)``, at a fraction of its cost on CPU (one cumsum
-    and a binary search per row: 0.4 ms against 6.8 ms for 16 x 13k on one core). An action of probability
-    0 is never drawn: the CDF does not rise at it, and the uniform draw is kept strictly below the total.
-    """
-    cdf = probs.float().cumsum(-1)  # (..., V)
-    total = cdf[..., -1:]
-    u = torch.rand(total.shape, generator=generator, device=probs.device, dtype=cdf.dtype) * total
-    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))  # u < total even after rounding
-    return torch.searchsorted(cdf, u, right=True).squeeze(-1)
-
-
 def _describe(x: object) -> str:
     """A bad argument in an error message: shape and dtype of a tensor, else its type."""
     return f"a tensor {tuple(x.shape)} {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
+
+
+def _row_indices(rows: RowsLike, batch: int) -> np.ndarray:
+    """Row indices or a (batch,) bool mask -> int64 indices; ValueError for a bad shape or range."""
+    rows = np.asarray(rows.cpu() if isinstance(rows, torch.Tensor) else rows)
+    if rows.dtype == bool:
+        if rows.shape != (batch,):
+            raise ValueError(f"a bool rows mask must have shape ({batch},), got {rows.shape}")
+        rows = np.flatnonzero(rows)
+    rows = rows.astype(np.int64).reshape(-1)
+    if rows.size and (rows.min() < 0 or rows.max() >= batch):
+        raise ValueError(f"rows {rows.tolist()} out of range for a batch of {batch}")
+    return rows
 
 
 def _attention_mask(source_pad_mask: torch.Tensor) -> torch.Tensor:
@@ -555,15 +483,7 @@ class PolicyModel(nn.Module):
     def select_rows(self, state: DecodeState, rows: RowsLike) -> DecodeState:
         """A state of ``rows`` only, in that order (their caches copied): a batched decode drops the rows
         that have finished, so later steps compute nothing for them. ``rows``: indices, or a (B,) bool mask."""
-        B = state.memory_mask.shape[0]
-        rows = np.asarray(rows.cpu() if isinstance(rows, torch.Tensor) else rows)
-        if rows.dtype == bool:
-            if rows.shape != (B,):
-                raise ValueError(f"a bool rows mask must have shape ({B},), got {rows.shape}")
-            rows = np.flatnonzero(rows)
-        rows = rows.astype(np.int64).reshape(-1)
-        if rows.size and (rows.min() < 0 or rows.max() >= B):
-            raise ValueError(f"rows {rows.tolist()} out of range for a batch of {B}")
+        rows = _row_indices(rows, state.memory_mask.shape[0])
         idx = torch.as_tensor(rows, device=state.positions.device)
         return DecodeState(
             memory_k=state.memory_k.index_select(1, idx), memory_v=state.memory_v.index_select(1, idx),
@@ -580,15 +500,8 @@ class PolicyModel(nn.Module):
             rows: row indices, or a (B,) bool mask (e.g. ``terminated | truncated``).
             new_source: (len(rows), S) int64 sources of the restarted rows, in the order of ``rows``.
         """
-        B, S = state.memory_mask.shape[0], state.memory_mask.shape[-1]
-        rows = np.asarray(rows.cpu() if isinstance(rows, torch.Tensor) else rows)
-        if rows.dtype == bool:
-            if rows.shape != (B,):
-                raise ValueError(f"a bool rows mask must have shape ({B},), got {rows.shape}")
-            rows = np.flatnonzero(rows)
-        rows = rows.astype(np.int64).reshape(-1)
-        if rows.size and (rows.min() < 0 or rows.max() >= B):
-            raise ValueError(f"rows {rows.tolist()} out of range for a batch of {B}")
+        S = state.memory_mask.shape[-1]
+        rows = _row_indices(rows, state.memory_mask.shape[0])
         if not isinstance(new_source, torch.Tensor) or tuple(new_source.shape) != (rows.size, S):
             raise ValueError(f"new_source must have shape ({rows.size}, {S}) (one source per restarted row), "
                              f"got {_describe(new_source)}; pass source[rows]")
