@@ -157,14 +157,10 @@ class ShapingSchedule:
         return {p: (1 - frac) * self.start[p] + frac * self.end[p] for p in REWARD_PARTS}
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``x`` over the True entries of ``mask`` (0 if there are none)."""
-    return torch.where(mask, x, 0.0).sum() / mask.sum().clamp(min=1)
-
-
-def _mean(x: torch.Tensor, mask: torch.Tensor, total: int | None) -> torch.Tensor:
-    """``masked_mean``, or with ``total``: the masked sum over ``total`` (a share of a larger mean)."""
-    return masked_mean(x, mask) if total is None else torch.where(mask, x, 0.0).sum() / max(total, 1)
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, total: int | None = None) -> torch.Tensor:
+    """Mean of ``x`` over the True entries of ``mask`` (0 if there are none). With ``total``: their sum
+    over ``total`` instead, this share of a mean over ``total`` entries (a group of a larger minibatch)."""
+    return torch.where(mask, x, 0.0).sum() / (mask.sum().clamp(min=1) if total is None else max(total, 1))
 
 
 def returns_to_go(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -271,26 +267,24 @@ def minibatch_loss(
         ref_logp = new_logp[b:, :R]  # (B, R)
         # Reference tokens the action mask forbids (an UNK, say) have no finite log-probability: left out.
         ref_mask = (references != PAD) & (ref_logp > torch.finfo(ref_logp.dtype).min)
-        mle_nll = -_mean(ref_logp, ref_mask, reference_total)
+        mle_nll = -masked_mean(ref_logp, ref_mask, reference_total)
         new_logp, entropy, new_values = new_logp[:b, :T], entropy[:b, :T], new_values[:b, :T]
-    def mean(x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
-        return _mean(x, where, token_total)
-
     logratio = torch.where(m, new_logp - batch.logprobs[rows, :T], 0.0)
     ratio = logratio.exp()
     adv, ret, old_values = advantages[rows, :T], returns[rows, :T], batch.values[rows, :T]
     if config.algo == "ppo":
-        pg_loss = mean(torch.max(-adv * ratio, -adv * ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef)), m)
+        clipped_ratio = ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef)
+        pg_loss = masked_mean(torch.max(-adv * ratio, -adv * clipped_ratio), m, token_total)
     else:
-        pg_loss = mean(-adv * torch.where(m, new_logp, 0.0), m)
+        pg_loss = masked_mean(-adv * torch.where(m, new_logp, 0.0), m, token_total)
     if config.algo == "rloo":  # no critic; 0 * values keeps every parameter in the graph for DDP
         v_loss = 0.0 * new_values.sum()
     elif config.clip_vloss:
         clipped = old_values + (new_values - old_values).clamp(-config.clip_coef, config.clip_coef)
-        v_loss = 0.5 * mean(torch.max((new_values - ret) ** 2, (clipped - ret) ** 2), m)
+        v_loss = 0.5 * masked_mean(torch.max((new_values - ret) ** 2, (clipped - ret) ** 2), m, token_total)
     else:
-        v_loss = 0.5 * mean((new_values - ret) ** 2, m)
-    ent = mean(entropy, m)
+        v_loss = 0.5 * masked_mean((new_values - ret) ** 2, m, token_total)
+    ent = masked_mean(entropy, m, token_total)
     loss = pg_loss + config.vf_coef * v_loss
     if config.mle_coef:
         loss = loss + config.mle_coef * mle_nll
@@ -301,8 +295,8 @@ def minibatch_loss(
             "pg_loss": pg_loss.detach(),
             "v_loss": v_loss.detach(),
             "entropy": ent.detach(),
-            "approx_kl": mean((ratio - 1) - logratio, m),
-            "clipfrac": mean(((ratio - 1).abs() > config.clip_coef).float(), m),
+            "approx_kl": masked_mean((ratio - 1) - logratio, m, token_total),
+            "clipfrac": masked_mean(((ratio - 1).abs() > config.clip_coef).float(), m, token_total),
         }
         if config.mle_coef:
             parts["mle_nll"] = mle_nll.detach()
