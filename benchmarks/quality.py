@@ -29,6 +29,8 @@ Scores: corpus BLEU of greedy output against the raw German references (sacreble
 because the task lower-cases both sides; the signature is in the results file), on valid during training
 (every ``--eval-minutes``, not counted in the budget) and on test2016 at the end. Outputs are joined by
 spaces; sacrebleu's 13a tokenisation of that gives back the task's tokens, so no detokeniser is involved.
+The MLE + RL arm's difference from the MLE arm on each split comes with a paired bootstrap over sentences
+(``paired_bleu``: 1,000 resampled test sets, a 95% interval and the share of resamples where RL is not better).
 
 **squad**: a model trained from scratch by maximum likelihood for ``--squad-minutes`` on ``matching:squad``
 (question + context window -> answer), greedy test F1 and exact match.
@@ -77,6 +79,36 @@ def corpus_bleu(model, task, split: str, references: list[str], batch_size: int 
     bleu = sacrebleu.BLEU(lowercase=True, force=True)  # force: outputs are 13a tokens; re-tokenising them is a no-op
     score = bleu.corpus_score(hyps, [references])
     return score.score, str(bleu.get_signature()), hyps
+
+
+def bleu_statistics(hyps: list[str], references: list[str]) -> np.ndarray:
+    """(n, 10) sacrebleu BLEU sufficient statistics of each sentence (as ``corpus_bleu`` scores them): output
+    and reference length, then matches and totals of the 1- to 4-grams. Summed over sentences and passed to
+    ``bleu_of_statistics`` they give the corpus BLEU."""
+    import sacrebleu
+
+    if len(hyps) != len(references):
+        raise ValueError(f"{len(hyps)} outputs for {len(references)} references")
+    bleu = sacrebleu.BLEU(lowercase=True, force=True, effective_order=True)  # per sentence: no warning; stats unchanged
+    scores = (bleu.sentence_score(h, [r]) for h, r in zip(hyps, references))
+    return np.array([[s.sys_len, s.ref_len, *s.counts, *s.totals] for s in scores], dtype=np.int64)
+
+
+def bleu_of_statistics(stats: np.ndarray) -> float:
+    """Corpus BLEU (sacrebleu's formula, exp smoothing, no effective order) of summed ``bleu_statistics``."""
+    import sacrebleu
+
+    sys_len, ref_len, *counts = (int(round(x)) for x in stats)  # sacrebleu formats the lengths as integers
+    return sacrebleu.BLEU.compute_bleu(counts[:4], counts[4:], sys_len, ref_len, smooth_method="exp").score
+
+
+def paired_bleu(hyps_a: list[str], hyps_b: list[str], references: list[str], resamples: int = 1000,
+                seed: int = 0) -> dict[str, float]:
+    """Paired bootstrap of corpus BLEU(B) - BLEU(A) over the sentences of one split (``stats.paired_bootstrap``)."""
+    from benchmarks.stats import paired_bootstrap
+
+    a, b = bleu_statistics(hyps_a, references), bleu_statistics(hyps_b, references)
+    return paired_bootstrap(a, b, bleu_of_statistics, resamples=resamples, seed=seed)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -270,9 +302,10 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
         result["mle_candidates"], chosen = scores, {"weights": name}
         print(f"MLE {args.minutes:g} min candidates: {scores}; chosen on valid: {name}", flush=True)
         model.load_state_dict(state)
-    # the chosen candidate's valid score is known; test is decoded again for its outputs and signature
-    valid_mle = scores[name]["valid_bleu"] if candidates is not None else evaluate("valid")
+    # decoded again (greedy, so the chosen candidate's scores come back) for the outputs and the signature
+    valid_mle, _, valid_hyps_mle = corpus_bleu(model, task, "valid", refs["valid"])
     test_mle, signature, hyps = corpus_bleu(model, task, "test", refs["test"])
+    test_hyps_mle = hyps
     result["signature"] = signature
     result["mle"] = {"valid_bleu": valid_mle, "test_bleu": test_mle, "test_examples": hyps[:5], **chosen}
     print(f"MLE {args.minutes:g} min ({len(losses)} steps): valid {valid_mle:.2f}, test {test_mle:.2f}  [{signature}]",
@@ -289,10 +322,13 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
         ppo = PPOConfig(algo=args.rl_algo, learning_rate=args.rl_lr, num_envs=args.rl_envs, temperature=args.rl_temperature,
                         mle_coef=args.rl_mle_coef, length_groups=args.rl_length_groups)
         summary = rl_from(model, model, task.name, args, args.rl_minutes, ppo, eval_examples=256)
-        valid_rl, _, _ = corpus_bleu(model, task, "valid", refs["valid"])
+        valid_rl, _, valid_hyps_rl = corpus_bleu(model, task, "valid", refs["valid"])
         test_rl, _, hyps = corpus_bleu(model, task, "test", refs["test"])
+        gain = {"valid": paired_bleu(valid_hyps_mle, valid_hyps_rl, refs["valid"], seed=args.seed),
+                "test": paired_bleu(test_hyps_mle, hyps, refs["test"], seed=args.seed)}
         result["mle_rl"] = {"valid_bleu": valid_rl, "test_bleu": test_rl, "rl_updates": summary["updates"],
-                            "rl_tokens": summary["tokens"], "rl_seconds": summary["wall_seconds"], "test_examples": hyps[:5]}
+                            "rl_tokens": summary["tokens"], "rl_seconds": summary["wall_seconds"],
+                            "test_examples": hyps[:5], "gain_over_mle": gain}
         print(f"MLE {snapshot_at / 60:g} min + RL {args.rl_minutes:g} min ({summary['tokens']} tokens): "
               f"valid {valid_rl:.2f}, test {test_rl:.2f}", flush=True)
     return result
@@ -470,6 +506,14 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
             + (f", + {a['rl_mle_coef']:g} x MLE loss" if a.get("rl_mle_coef") else "") + ") "
             f"| {s['minutes']:g} + {a['rl_minutes']:g} min, {rl['rl_updates']} updates, {rl['rl_tokens']:,} tokens "
             f"| {rl['valid_bleu']:.2f} | {rl['test_bleu']:.2f} |"]
+    if "gain_over_mle" in r.get("mle_rl", {}):
+        g = r["mle_rl"]["gain_over_mle"]
+        t = g["test"]
+        lines += ["", f"MLE + RL against MLE, paired bootstrap ({t['resamples']:,} resamples of the sentences of each "
+                  f"split, seed {t['seed']}; the interval is the {t['confidence']:.0%} percentile interval of the "
+                  "resampled differences, *p* the share of resamples in which MLE + RL is not better):"]
+        lines += [f"- {split}: {d['delta']:+.2f} BLEU, [{d['low']:+.2f}, {d['high']:+.2f}], p = {d['p_not_better']:.3f}"
+                  for split, d in g.items()]
     if "candidates" in r.get("mle_snapshot", {}):
         s = r["mle_snapshot"]
         lines += ["", f"Candidates for the RL arm's start at {s['minutes']:g} min (valid BLEU): "

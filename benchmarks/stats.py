@@ -1,5 +1,6 @@
 """Statistics for comparing learning curves over seeds: bootstrap confidence intervals, the interquartile
-mean, steps to reach a threshold and the area under the curve.
+mean, steps to reach a threshold and the area under the curve; and a paired bootstrap for two systems
+scored on one test set by a corpus-level metric (BLEU).
 
 Following Agarwal et al. (2021, "Deep RL at the edge of the statistical precipice"): with a handful of
 seeds, report an interval, not a bare mean, and prefer the interquartile mean (IQM) to the median.
@@ -96,4 +97,34 @@ def binned_curve(steps, scores, edges, weights=None) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1e-300), np.nan)
 
 
-__all__ = ["binned_curve", "bootstrap_ci", "iqm", "normalized_auc", "steps_to_threshold"]
+def paired_bootstrap(
+    stats_a, stats_b, score, resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> dict[str, float]:
+    """Paired bootstrap of ``score(B) - score(A)`` for a corpus metric (Koehn 2004), e.g. corpus BLEU.
+
+    Args:
+        stats_a, stats_b: (n, k) additive sufficient statistics of each of the n test items under systems A
+            and B (for BLEU: lengths, matches and totals per n-gram order); row i of both is item i.
+        score: maps the column sums of an (n, k) block, a (k,) vector, to the corpus score.
+        resamples: how many test sets of n items are drawn with replacement; A and B see the same draws.
+
+    Returns ``delta`` (on the whole test set), ``low`` and ``high`` (the percentile interval of the resampled
+    deltas) and ``p_not_better``: the share of resamples in which B does not beat A.
+    """
+    a, b = np.asarray(stats_a, dtype=np.float64), np.asarray(stats_b, dtype=np.float64)
+    if a.ndim != 2 or a.shape != b.shape or a.shape[0] == 0:
+        raise ValueError(f"need two (n, k) statistics arrays of one shape with n >= 1, got {a.shape} and {b.shape}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    rng = np.random.default_rng(seed)
+    deltas = np.empty(resamples)
+    for i in range(resamples):
+        idx = rng.integers(a.shape[0], size=a.shape[0])
+        deltas[i] = score(b[idx].sum(0)) - score(a[idx].sum(0))
+    alpha = (1.0 - confidence) / 2.0
+    return {"delta": float(score(b.sum(0)) - score(a.sum(0))), "low": float(np.quantile(deltas, alpha)),
+            "high": float(np.quantile(deltas, 1.0 - alpha)), "p_not_better": float(np.mean(deltas <= 0.0)),
+            "resamples": resamples, "confidence": confidence, "seed": seed}
+
+
+__all__ = ["binned_curve", "bootstrap_ci", "iqm", "normalized_auc", "paired_bootstrap", "steps_to_threshold"]

@@ -1,4 +1,5 @@
-"""benchmarks/quality.py end to end on the real files with tiny budgets (skipped without the data folder)."""
+"""benchmarks/quality.py end to end on the real files with tiny budgets (skipped without the data folder), and its
+BLEU statistics for the paired bootstrap against sacrebleu (always run)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+import sacrebleu
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from shipped import shipped
 
-from benchmarks.quality import main
+from benchmarks.quality import bleu_of_statistics, bleu_statistics, main, paired_bleu
+
+WORDS = ["ein", "mann", "hund", "im", "schnee", ".", "Frau", "rot"]
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +46,10 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
     assert snap["weights"] == max(snap["candidates"], key=lambda name: snap["candidates"][name]["valid_bleu"])
     assert snap["valid_bleu"] == pytest.approx(snap["candidates"][snap["weights"]]["valid_bleu"])
     assert r["mle_rl"]["rl_tokens"] > 0
+    gain = r["mle_rl"]["gain_over_mle"]
+    for split in ("valid", "test"):  # the bootstrap's delta is the difference of the two arms' corpus BLEU
+        assert gain[split]["delta"] == pytest.approx(r["mle_rl"][f"{split}_bleu"] - r["mle"][f"{split}_bleu"], abs=1e-9)
+        assert gain[split]["low"] <= gain[split]["high"] and 0.0 <= gain[split]["p_not_better"] <= 1.0
     assert r["valid_curve"] and all(c["minutes"] >= 0.04 for c in r["valid_curve"])
     assert len(r["mle"]["test_examples"]) == 5 and all(isinstance(h, str) for h in r["mle"]["test_examples"])
     text = (tmp_path / "quality.md").read_text()
@@ -48,6 +58,7 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
     assert f"| MLE, {best}, chosen on valid |" in text
     assert sum(f"| MLE, {name} (not chosen) |" in text for name in candidates) == 2
     assert f"{r['mle']['test_bleu']:.2f}" in text
+    assert f"- test: {gain['test']['delta']:+.2f} BLEU, [" in text
 
 
 def test_sst2_part_reports_reward_and_judge_for_both_models(tmp_path, data_dir, monkeypatch):
@@ -93,3 +104,24 @@ def test_squad_part_reports_f1_and_exact_match(tmp_path, data_dir, monkeypatch):
 def test_rl_minutes_must_leave_mle_time(tmp_path):
     with pytest.raises(SystemExit):
         main(["--parts", "multi30k", "--minutes", "1", "--rl-minutes", "1", "--out", str(tmp_path)])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.sampled_from(WORDS), max_size=12),
+                          st.lists(st.sampled_from(WORDS), min_size=1, max_size=12)), min_size=1, max_size=8))
+def test_bleu_statistics_sum_to_sacrebleus_corpus_score(pairs):
+    hyps, refs = [" ".join(h) for h, _ in pairs], [" ".join(r) for _, r in pairs]
+    expected = sacrebleu.BLEU(lowercase=True, force=True).corpus_score(hyps, [refs]).score
+    assert bleu_of_statistics(bleu_statistics(hyps, refs).sum(0)) == pytest.approx(expected, abs=1e-9)
+
+
+def test_paired_bleu_finds_the_better_system_and_no_difference_with_itself():
+    refs = ["ein mann mit einem roten hut .", "zwei hunde spielen im schnee .", "eine frau liest ein buch ."] * 20
+    worse = ["ein mann mit hut .", "hunde im schnee .", "eine frau liest ."] * 20
+    same = paired_bleu(worse, worse, refs, resamples=200)
+    assert same["delta"] == same["low"] == same["high"] == 0.0 and same["p_not_better"] == 1.0
+    better = paired_bleu(worse, refs, refs, resamples=200)
+    expected = 100.0 - sacrebleu.BLEU(lowercase=True, force=True).corpus_score(worse, [refs]).score
+    assert better["delta"] == pytest.approx(expected) and better["low"] > 0.0 and better["p_not_better"] == 0.0
+    with pytest.raises(ValueError, match="2 outputs for 3 references"):
+        bleu_statistics(worse[:2], refs[:3])

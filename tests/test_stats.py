@@ -12,6 +12,7 @@ from benchmarks.stats import (
     bootstrap_ci,
     iqm,
     normalized_auc,
+    paired_bootstrap,
     steps_to_threshold,
 )
 
@@ -78,3 +79,38 @@ def test_binned_curve_averages_within_bins_and_leaves_empty_bins_nan():
 def test_statistics_refuse_empty_or_non_finite_input(bad):
     with pytest.raises(ValueError, match="value"):
         iqm(bad)
+
+
+def _ratio(column_sums):  # a corpus score: total of column 0 over total of column 1
+    return column_sums[0] / column_sums[1]
+
+
+def test_paired_bootstrap_of_a_constant_shift_is_that_shift_in_every_resample():
+    rng = np.random.default_rng(1)
+    a = np.stack([rng.uniform(0, 1, 50), np.ones(50)], axis=1)
+    b = a + [0.25, 0.0]  # every item 0.25 better: the mean, and so every resample's, moves by 0.25
+    r = paired_bootstrap(a, b, _ratio, resamples=300)
+    assert r["delta"] == pytest.approx(0.25) and r["low"] == pytest.approx(0.25) and r["high"] == pytest.approx(0.25)
+    assert r["p_not_better"] == 0.0
+    same = paired_bootstrap(a, a, _ratio, resamples=300)
+    assert same["delta"] == same["low"] == same["high"] == 0.0 and same["p_not_better"] == 1.0
+
+
+def test_paired_bootstrap_interval_matches_the_normal_approximation():
+    # B - A per item ~ N(0.1, 1): the mean difference's 95% interval is about 0.1 +- 1.96 / sqrt(n)
+    rng = np.random.default_rng(2)
+    n = 2000
+    a = np.stack([rng.normal(0, 1, n), np.ones(n)], axis=1)
+    b = a + np.stack([rng.normal(0.1, 1, n), np.zeros(n)], axis=1)
+    r = paired_bootstrap(a, b, _ratio, resamples=2000, seed=3)
+    half = 1.96 * np.std(b[:, 0] - a[:, 0]) / np.sqrt(n)
+    assert r["low"] == pytest.approx(r["delta"] - half, abs=0.01)
+    assert r["high"] == pytest.approx(r["delta"] + half, abs=0.01)
+    assert r == paired_bootstrap(a, b, _ratio, resamples=2000, seed=3)  # seeded
+
+
+def test_paired_bootstrap_refuses_mismatched_statistics():
+    with pytest.raises(ValueError, match="one shape"):
+        paired_bootstrap(np.ones((3, 2)), np.ones((4, 2)), _ratio)
+    with pytest.raises(ValueError, match="confidence"):
+        paired_bootstrap(np.ones((3, 2)), np.ones((3, 2)), _ratio, confidence=1.5)
