@@ -66,6 +66,9 @@ class Settings:
     """Metrics swept over every length."""
     vader_length: int | None = 16
     """The one length VADER is measured at (it calls VADER once per row and token), or None."""
+    cache_check_examples: int = 8
+    """Examples per split of the ``length`` section's cache check: the reward path at the longest L again, on
+    so few references that their lookup tables stay in cache."""
     retry_contended: bool = True
     """One more pass for a cell whose best pass ran while other processes were runnable."""
     fresh_processes: int = 5
@@ -115,10 +118,10 @@ class Measurement:
 
 @functools.cache
 def task_named(name: str) -> Task:
-    """A built-in task, or ``long:<metric>:<L>`` for a LongTargetTask."""
+    """A built-in task, or ``long:<metric>:<L>[:<examples per split>]`` for a LongTargetTask."""
     if name.startswith("long:"):
-        _, metric, length = name.split(":")
-        return LongTargetTask(int(length), metric)
+        _, metric, length, *examples = name.split(":")
+        return LongTargetTask(int(length), metric, **({"num_examples": int(examples[0])} if examples else {}))
     return make_task(name)
 
 

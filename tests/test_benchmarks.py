@@ -64,7 +64,7 @@ def test_report_has_every_section_and_the_targets(report: str) -> None:
 
 def test_every_table_is_well_formed_with_positive_numbers(report: str) -> None:
     tables = markdown_tables(report)
-    assert len(tables) == 5  # headline, scalar, comparison, length sweep, length growth
+    assert len(tables) == 6  # headline, scalar, comparison, length sweep, length growth, cache check
     for table in tables:
         header, rows = table[0], table[1:]
         assert rows, f"table {header} is empty"
@@ -98,12 +98,16 @@ def test_one_cell_refuses_unknown_settings() -> None:
 
 
 def test_length_tables_cover_every_metric(report: str) -> None:
-    sweep, growth = markdown_tables(report)[3:]
+    sweep, growth, cache = markdown_tables(report)[3:]
     assert {(row[0], row[1]) for row in sweep[1:]} >= {(m, str(L)) for m in ("bleu", "f1", "rouge_l") for L in (4, 8)}
     assert "vader" in {row[0] for row in sweep[1:]}
     assert [row[0] for row in growth[1:]] == ["bleu", "f1", "rouge_l"]
     assert "copy=False" in sweep[0] and "copy=False" in growth[0]
     assert len(re.findall(r"^- \[[ x]\] the same with copy=False", report, flags=re.MULTILINE)) == 3
+    assert [row[0] for row in cache[1:]] == ["bleu", "f1", "rouge_l"] and "8 examples" in cache[0][3]
+    reward_path = {(row[0], row[1]): row[4].rstrip("†") for row in sweep[1:]}  # the same measurements
+    for row in cache[1:]:
+        assert row[1:3] == [reward_path[row[0], "4"], reward_path[row[0], "8"]]
 
 
 @pytest.mark.parametrize("task_name", NAIVE_TASKS)
@@ -167,6 +171,11 @@ def test_long_target_episodes_run_to_length_and_the_reference_scores_one(metric:
     if metric != "vader":
         assert info["score"] == pytest.approx(1.0)
     assert EOS not in examples.reference
+
+
+def test_task_named_reads_the_examples_per_split_of_a_long_target_task() -> None:
+    assert len(task_named("long:bleu:12:3").examples("valid").reference) == 3
+    assert task_named("long:bleu:12").examples("valid").reference.shape == (512, 12)
 
 
 def test_long_target_task_rejects_bad_arguments() -> None:
