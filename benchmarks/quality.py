@@ -104,11 +104,15 @@ def bleu_of_statistics(stats: np.ndarray) -> float:
 
 def paired_bleu(hyps_a: list[str], hyps_b: list[str], references: list[str], resamples: int = 1000,
                 seed: int = 0) -> dict[str, float]:
-    """Paired bootstrap of corpus BLEU(B) - BLEU(A) over the sentences of one split (``stats.paired_bootstrap``)."""
+    """Paired bootstrap of corpus BLEU(B) - BLEU(A) over the sentences of one split (``stats.paired_bootstrap``),
+    with each system's output/reference length ratio (``length_ratio_a``, ``length_ratio_b``: BLEU's brevity
+    penalty is exp(1 - 1/ratio) below 1)."""
     from benchmarks.stats import paired_bootstrap
 
     a, b = bleu_statistics(hyps_a, references), bleu_statistics(hyps_b, references)
-    return paired_bootstrap(a, b, bleu_of_statistics, resamples=resamples, seed=seed)
+    result = paired_bootstrap(a, b, bleu_of_statistics, resamples=resamples, seed=seed)
+    ratio = {name: float(x[:, 0].sum() / max(x[:, 1].sum(), 1)) for name, x in (("a", a), ("b", b))}
+    return {**result, "length_ratio_a": ratio["a"], "length_ratio_b": ratio["b"]}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -512,7 +516,8 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
         lines += ["", f"MLE + RL against MLE, paired bootstrap ({t['resamples']:,} resamples of the sentences of each "
                   f"split, seed {t['seed']}; the interval is the {t['confidence']:.0%} percentile interval of the "
                   "resampled differences, *p* the share of resamples in which MLE + RL is not better):"]
-        lines += [f"- {split}: {d['delta']:+.2f} BLEU, [{d['low']:+.2f}, {d['high']:+.2f}], p = {d['p_not_better']:.3f}"
+        lines += [f"- {split}: {d['delta']:+.2f} BLEU, [{d['low']:+.2f}, {d['high']:+.2f}], p = {d['p_not_better']:.3f}; "
+                  f"output/reference length ratio {d['length_ratio_a']:.3f} (MLE), {d['length_ratio_b']:.3f} (MLE + RL)"
                   for split, d in g.items()]
     if "candidates" in r.get("mle_snapshot", {}):
         s = r["mle_snapshot"]

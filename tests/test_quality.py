@@ -121,7 +121,8 @@ def test_paired_bleu_finds_the_better_system_and_no_difference_with_itself():
     same = paired_bleu(worse, worse, refs, resamples=200)
     assert same["delta"] == same["low"] == same["high"] == 0.0 and same["p_not_better"] == 1.0
     better = paired_bleu(worse, refs, refs, resamples=200)
-    expected = 100.0 - sacrebleu.BLEU(lowercase=True, force=True).corpus_score(worse, [refs]).score
-    assert better["delta"] == pytest.approx(expected) and better["low"] > 0.0 and better["p_not_better"] == 0.0
+    score = sacrebleu.BLEU(lowercase=True, force=True).corpus_score(worse, [refs])
+    assert better["delta"] == pytest.approx(100.0 - score.score) and better["low"] > 0.0 and better["p_not_better"] == 0.0
+    assert better["length_ratio_a"] == pytest.approx(score.sys_len / score.ref_len) and better["length_ratio_b"] == 1.0
     with pytest.raises(ValueError, match="2 outputs for 3 references"):
         bleu_statistics(worse[:2], refs[:3])
