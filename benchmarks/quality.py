@@ -308,10 +308,9 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
         model.load_state_dict(state)
     # decoded again (greedy, so the chosen candidate's scores come back) for the outputs and the signature
     valid_mle, _, valid_hyps_mle = corpus_bleu(model, task, "valid", refs["valid"])
-    test_mle, signature, hyps = corpus_bleu(model, task, "test", refs["test"])
-    test_hyps_mle = hyps
+    test_mle, signature, test_hyps_mle = corpus_bleu(model, task, "test", refs["test"])
     result["signature"] = signature
-    result["mle"] = {"valid_bleu": valid_mle, "test_bleu": test_mle, "test_examples": hyps[:5], **chosen}
+    result["mle"] = {"valid_bleu": valid_mle, "test_bleu": test_mle, "test_examples": test_hyps_mle[:5], **chosen}
     print(f"MLE {args.minutes:g} min ({len(losses)} steps): valid {valid_mle:.2f}, test {test_mle:.2f}  [{signature}]",
           flush=True)
     if args.rl_minutes > 0:
