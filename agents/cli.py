@@ -37,7 +37,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("  sparse             R(y) at the last token, 0 before")
     print("  instant            potential-based: Phi(y<=t) - Phi(y<t); the return equals R(y) (gamma = 1)")
     print("  token              naive control: 1/|y*| per token equal to the reference at its position")
-    print("  mixed              weighted sum of the three (reward_weights)")
+    print("  mixed              weighted sum of the parts (reward_weights): sparse, instant, token, and length,")
+    print("                     a length penalty -|c - r|/r per episode (c output words, r reference words)")
     print("\nEnvironment ids (gym.make / gym.make_vec):")
     for env_id, task in ENV_IDS.items():
         print(f"  {env_id:30s} task={task}")

@@ -18,8 +18,11 @@ machine):
 - **MLE + RL**: the same run's weights after ``--minutes`` - ``--rl-minutes`` of training (the schedule does
   not depend on the budget, so this snapshot is what a shorter MLE run would have produced), then
   ``--rl-minutes`` of RL with the instant BLEU reward (``agents.trainer.train``, the ``--rl-algo`` learner at
-  ``--rl-lr``, temperature ``--rl-temperature``, ``--rl-envs`` episodes per update, and with
-  ``--rl-mle-coef`` a maximum-likelihood term on the references of each update's examples).
+  ``--rl-lr``, temperature ``--rl-temperature``, ``--rl-envs`` episodes per update, with
+  ``--rl-mle-coef`` a maximum-likelihood term on the references of each update's examples, and with
+  ``--rl-length-weight`` W the env's ``length`` reward part, -|c - r|/r per episode, at weight W beside
+  the instant BLEU: sentence BLEU alone pays for dropping uncertain words, and corpus BLEU's brevity
+  penalty then takes more than that pays).
 
 With ``--ema DECAY ...``, exponential moving averages of the weights are kept beside the last weights
 (updated each step, inside the budget); each arm's MLE weights (the MLE arm's at the end, the RL arm's at its
@@ -102,6 +105,13 @@ def bleu_of_statistics(stats: np.ndarray) -> float:
     return sacrebleu.BLEU.compute_bleu(counts[:4], counts[4:], sys_len, ref_len, smooth_method="exp").score
 
 
+def length_ratio(hyps: list[str], references: list[str]) -> float:
+    """Corpus output/reference length ratio in sacrebleu's 13a tokens (BLEU's brevity penalty is
+    exp(1 - 1/ratio) below 1)."""
+    stats = bleu_statistics(hyps, references)
+    return float(stats[:, 0].sum() / max(stats[:, 1].sum(), 1))
+
+
 def paired_bleu(hyps_a: list[str], hyps_b: list[str], references: list[str], resamples: int = 1000,
                 seed: int = 0) -> dict[str, float]:
     """Paired bootstrap of corpus BLEU(B) - BLEU(A) over the sentences of one split (``stats.paired_bootstrap``),
@@ -143,6 +153,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "sequences of similar length: 1.4x faster updates at 2-4, benchmarks.length_groups)")
     parser.add_argument("--rl-mle-coef", type=float, default=0.0,
                         help="multi30k: weight of a maximum-likelihood term on the references in the RL phase")
+    parser.add_argument("--rl-length-weight", type=float, default=0.0,
+                        help="multi30k: weight of the env's length penalty (-|c - r|/r per episode) beside the "
+                             "instant BLEU in the RL phase (reward 'mixed'); 0: instant BLEU alone")
     parser.add_argument("--classifier", default=None, help="sst2: classifier folder (default: $IR_SST2_CLASSIFIER)")
     parser.add_argument("--sst2-reward", default="classifier", choices=["classifier", "vader"])
     parser.add_argument("--sst2-mle-minutes", type=float, default=8.0)
@@ -159,6 +172,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if any(not 0.0 < d < 1.0 for d in args.ema):
         parser.error(f"--ema decays must be in (0, 1), got {args.ema}")
+    if not (np.isfinite(args.rl_length_weight) and args.rl_length_weight >= 0):
+        parser.error(f"--rl-length-weight must be a finite number >= 0, got {args.rl_length_weight}")
     if not 0 <= args.rl_minutes < args.minutes:
         parser.error(f"--rl-minutes must be in [0, --minutes={args.minutes}), got {args.rl_minutes}")
     if args.data_dir is not None:
@@ -316,15 +331,18 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
     if args.rl_minutes > 0:
         step = int(snapshot.pop("_step"))
         model.load_state_dict(snapshot)
-        c = snapshot_choice
-        valid_snap = c["candidates"][c["weights"]]["valid_bleu"] if c else evaluate("valid")  # scored when chosen
-        test_snap = evaluate("test")
+        valid_snap, _, valid_hyps_snap = corpus_bleu(model, task, "valid", refs["valid"])
+        test_snap, _, test_hyps_snap = corpus_bleu(model, task, "test", refs["test"])
         result["mle_snapshot"] = {"step": step, "minutes": snapshot_at / 60, "valid_bleu": valid_snap,
-                                  "test_bleu": test_snap, **snapshot_choice}
+                                  "test_bleu": test_snap, **snapshot_choice,
+                                  "length_ratio": {"valid": length_ratio(valid_hyps_snap, refs["valid"]),
+                                                   "test": length_ratio(test_hyps_snap, refs["test"])}}
         print(f"MLE snapshot at {snapshot_at / 60:g} min (step {step}): valid {valid_snap:.2f}, test {test_snap:.2f}", flush=True)
         ppo = PPOConfig(algo=args.rl_algo, learning_rate=args.rl_lr, num_envs=args.rl_envs, temperature=args.rl_temperature,
                         mle_coef=args.rl_mle_coef, length_groups=args.rl_length_groups)
-        summary = rl_from(model, model, task.name, args, args.rl_minutes, ppo, eval_examples=256)
+        reward = ({"reward": "mixed", "reward_weights": {"instant": 1.0, "length": args.rl_length_weight}}
+                  if args.rl_length_weight else {})
+        summary = rl_from(model, model, task.name, args, args.rl_minutes, ppo, eval_examples=256, **reward)
         valid_rl, _, valid_hyps_rl = corpus_bleu(model, task, "valid", refs["valid"])
         test_rl, _, hyps = corpus_bleu(model, task, "test", refs["test"])
         gain = {"valid": paired_bleu(valid_hyps_mle, valid_hyps_rl, refs["valid"], seed=args.seed),
@@ -506,7 +524,8 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
             f"| MLE snapshot (the RL arm's start{_weights_label(s, ': ')}) | {s['minutes']:g} min, {s['step']} steps "
             f"| {s['valid_bleu']:.2f} | {s['test_bleu']:.2f} |",
             f"| MLE + RL ({a['rl_algo']}, instant BLEU, lr {a['rl_lr']:g}, T={a['rl_temperature']:g}, {a['rl_envs']} envs"
-            + (f", + {a['rl_mle_coef']:g} x MLE loss" if a.get("rl_mle_coef") else "") + ") "
+            + (f", + {a['rl_mle_coef']:g} x MLE loss" if a.get("rl_mle_coef") else "")
+            + (f", + {a['rl_length_weight']:g} x length penalty" if a.get("rl_length_weight") else "") + ") "
             f"| {s['minutes']:g} + {a['rl_minutes']:g} min, {rl['rl_updates']} updates, {rl['rl_tokens']:,} tokens "
             f"| {rl['valid_bleu']:.2f} | {rl['test_bleu']:.2f} |"]
     if "gain_over_mle" in r.get("mle_rl", {}):
@@ -518,6 +537,10 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
         lines += [f"- {split}: {d['delta']:+.2f} BLEU, [{d['low']:+.2f}, {d['high']:+.2f}], p = {d['p_not_better']:.3f}; "
                   f"output/reference length ratio {d['length_ratio_a']:.3f} (MLE), {d['length_ratio_b']:.3f} (MLE + RL)"
                   for split, d in g.items()]
+    if "length_ratio" in r.get("mle_snapshot", {}):
+        lr = r["mle_snapshot"]["length_ratio"]
+        lines += [f"- the RL arm's start (the MLE snapshot): output/reference length ratio {lr['valid']:.3f} (valid), "
+                  f"{lr['test']:.3f} (test2016)"]
     if "candidates" in r.get("mle_snapshot", {}):
         s = r["mle_snapshot"]
         lines += ["", f"Candidates for the RL arm's start at {s['minutes']:g} min (valid BLEU): "

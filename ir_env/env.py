@@ -73,11 +73,13 @@ class InstantRewardEnv(gym.Env):
       (Phi(end) = 0): potential-based, so the optimal policy is unchanged; with gamma = 1 the return is R(y).
     - `"sparse"`: R(y) at the last step, 0 before.
     - `"token"`: 1/|y*| for each token equal to the reference token at its position (a naive control).
-    - `"mixed"`: a weighted sum of the three (`reward_weights`, default sparse 0.5 + instant 0.5).
+    - `"mixed"`: a weighted sum of the parts above and `"length"` (`reward_weights`, default sparse 0.5 +
+      instant 0.5). `length` is a length penalty, -|c - r|/r per episode for c output words against a
+      reference of r: -1/r for each word past r, -(r - c)/r when a short output ends (0 without a reference).
     Weights can be changed during training with `set_reward_weights` (reachable through `env.unwrapped`
     or a vector env's `call`). `potential` replaces Phi by a user PrefixMetric or a function
     (source ids, prefix ids, reference ids) -> float; R(y) stays the task's score. Every step's info holds
-    each part: `reward_sparse`, `reward_instant`, `reward_token`, and `potential` (Phi after the step).
+    each part: `reward_sparse`, `reward_instant`, `reward_token`, `reward_length`, and `potential` (Phi after the step).
 
     ## Starting State
     An example drawn uniformly from the split with `self.np_random`; `reset(options={"example_index": i})`

@@ -149,11 +149,12 @@ class EpisodeBatch:
         """Append one token per row (EOS ends the row's episode); actions must be valid ids, (N,) int64."""
         n = self.num_rows
         token_match = np.empty(n, dtype=np.float64)
+        length_gap = np.empty(n, dtype=np.float64)
         done = np.empty(n, dtype=bool)
         rows = np.empty(n, dtype=np.int64)
         grown = _append_tokens(
             actions, self.length, self.generated, self.references, self.reference_len, self.max_len, token_match,
-            done, rows,
+            length_gap, done, rows,
         )  # fmt: skip
         all_grow = grown == n
         rows = rows[:grown]
@@ -175,7 +176,7 @@ class EpisodeBatch:
                 score[ended] = phi_next[ended]  # R(y) = Phi(y), just computed
             else:
                 score[ended] = self.metric.score(ended)
-        reward, parts = self.shaping.rewards(self.phi, phi_next, done, score, token_match)
+        reward, parts = self.shaping.rewards(self.phi, phi_next, done, score, token_match, length_gap)
         self.phi = np.where(done, 0.0, phi_next)
         return StepResult(reward=reward, done=done, parts=parts, potential=self.phi.copy(), score=score)
 
@@ -190,23 +191,35 @@ class EpisodeBatch:
 
 
 @numba.njit(cache=True, nogil=True)
-def _append_tokens(actions, length, generated, reference, reference_len, max_len, token_match, done, rows):
+def _append_tokens(actions, length, generated, reference, reference_len, max_len, token_match, length_gap, done,
+                   rows):  # fmt: skip
     """The bookkeeping of one step in one pass: append each non-EOS action to its row's output, the naive
     per-position match reward (1/|y*| where the token equals the reference's at its position, UNK matching
-    nothing), and which rows end. Fills ``rows`` with the rows that grew and returns how many did."""
+    nothing), the length penalty (-1/r for a word past the reference length r, -(r - c)/r when an output of
+    c < r words ends; 0 without a reference), and which rows end. Fills ``rows`` with the rows that grew and
+    returns how many did."""
     grown = 0
     for r in range(len(actions)):
         token = actions[r]
         token_match[r] = 0.0
+        length_gap[r] = 0.0
+        ref_len = reference_len[r]
         if token == EOS:
             done[r] = True
+            if length[r] < ref_len:
+                length_gap[r] = (length[r] - ref_len) / ref_len
             continue
         position = length[r]
-        if position < reference_len[r] and reference[r, position] == token and token != UNK:
-            token_match[r] = 1.0 / reference_len[r]
+        if position < ref_len and reference[r, position] == token and token != UNK:
+            token_match[r] = 1.0 / ref_len
         generated[r, position] = token
         length[r] = position + 1
         done[r] = position + 1 >= max_len
+        if ref_len > 0:
+            if position >= ref_len:
+                length_gap[r] = -1.0 / ref_len
+            elif done[r]:  # the length cap ended it short of the reference
+                length_gap[r] = (position + 1 - ref_len) / ref_len
         rows[grown] = r
         grown += 1
     return grown

@@ -264,13 +264,13 @@ INFO_VALUES: tuple[str, ...] = (*(f"reward_{part}" for part in REWARD_PARTS), "p
 
 
 @numba.njit(cache=True, nogil=True)
-def _split_info_values(ended, terminated, part0, part1, part2, potential, score, length, live_values, final_values,
-                       final_score, final_length):  # fmt: skip
+def _split_info_values(ended, terminated, part0, part1, part2, part3, potential, score, length, live_values,
+                       final_values, final_score, final_length):  # fmt: skip
     """Each row's reward parts (in REWARD_PARTS order) and potential into ``live_values`` (rows that go on) or
     ``final_values`` (rows that ended), 0 in the other; the score and length of terminated rows, 0 elsewhere."""
     for i in range(len(ended)):
-        values = (part0[i], part1[i], part2[i], potential[i])
-        for k in range(4):
+        values = (part0[i], part1[i], part2[i], part3[i], potential[i])
+        for k in range(5):
             live_values[k, i] = 0.0 if ended[i] else values[k]
             final_values[k, i] = values[k] if ended[i] else 0.0
         final_score[i] = score[i] if terminated[i] else 0.0

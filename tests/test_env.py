@@ -75,6 +75,26 @@ def test_return_equals_final_score_with_gamma_one(task_env, reward, seed, data):
     assert all(np.isfinite(rewards))
 
 
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), data=st.data())
+def test_length_part_sums_to_minus_the_relative_length_error(task_env, seed, data):
+    env = task_env
+    env.set_reward_weights({"length": 1.0})
+    env.reset(seed=seed)
+    r = len(env.episodes.reference(0))
+    words = np.setdiff1d(np.flatnonzero(env.action_masks()), [EOS])
+    stop = data.draw(st.integers(0, env.task.max_generation_len + 1))  # EOS here (or the length cap first)
+    actions = [int(words[data.draw(st.integers(0, len(words) - 1))]) for _ in range(stop)] + [EOS]
+    rewards, info = play(env, actions, seed=seed)
+    c = min(stop, env.task.max_generation_len)
+    expected = -abs(c - r) / r if r else 0.0
+    assert sum(rewards) == pytest.approx(expected, abs=1e-12)
+    # paid as soon as it is known: nothing while the output is shorter than the reference, -1/r per word past it
+    for t, reward in enumerate(rewards[:c]):
+        if t + 1 < c or c > r:
+            assert reward == pytest.approx(-1 / r if r and t >= r else 0.0, abs=1e-12)
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_following_the_reference_scores_the_reference(task):
     env = make(task)
@@ -115,7 +135,7 @@ def test_same_seed_same_episodes_other_seed_other_episodes(task):
 
 @pytest.mark.parametrize("task", TASKS)
 def test_ten_thousand_random_steps_raise_nothing_and_rewards_are_finite(task):
-    env = make(task, reward="mixed", reward_weights={"sparse": 0.3, "instant": 0.4, "token": 0.3})
+    env = make(task, reward="mixed", reward_weights={"sparse": 0.3, "instant": 0.4, "token": 0.3, "length": 0.2})
     rng = np.random.default_rng(0)
     env.reset(seed=0)
     rewards, episodes = [], 0
@@ -141,7 +161,7 @@ def test_observation_arrays_are_fresh_and_types_are_python():
     assert type(reward) is float and type(terminated) is bool and type(truncated) is bool
     assert info["action_mask"].dtype == np.int8 and env.action_masks().dtype == bool
     assert np.array_equal(info["action_mask"].astype(bool), env.action_masks())
-    assert {"reward_sparse", "reward_instant", "reward_token", "potential"} <= set(info)
+    assert {"reward_sparse", "reward_instant", "reward_token", "reward_length", "potential"} <= set(info)
 
 
 def test_length_cap_terminates_and_scores():
@@ -175,7 +195,7 @@ def test_gamma_discounts_the_potential_difference():
 def test_reward_weights_change_at_run_time_through_vector_call():
     envs = gym.vector.SyncVectorEnv([lambda: make(reward="mixed") for _ in range(2)])
     envs.call("set_reward_weights", {"token": 1.0})
-    assert envs.call("get_reward_weights")[0] == {"sparse": 0.0, "instant": 0.0, "token": 1.0}
+    assert envs.call("get_reward_weights")[0] == {"sparse": 0.0, "instant": 0.0, "token": 1.0, "length": 0.0}
     envs.reset(seed=0)
     refs = [e.episodes.reference(0)[0] for e in envs.envs]
     _, rewards, _, _, infos = envs.step(np.array(refs))

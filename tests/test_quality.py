@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from shipped import shipped
 
+from benchmarks import quality
 from benchmarks.quality import bleu_of_statistics, bleu_statistics, main, paired_bleu
 
 WORDS = ["ein", "mann", "hund", "im", "schnee", ".", "Frau", "rot"]
@@ -25,8 +26,17 @@ def data_dir() -> Path:
 def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_dir, monkeypatch):
     monkeypatch.setenv("IR_DATA_DIR", str(data_dir))
     (tmp_path / "quality.json").write_text(json.dumps({"kept": {"from": "an earlier run"}}))
+    rl_runs, rl_from = [], quality.rl_from
+
+    def recording_rl_from(*args, **run):
+        rl_runs.append(run)
+        return rl_from(*args, **run)
+
+    monkeypatch.setattr(quality, "rl_from", recording_rl_from)
     main(["--parts", "multi30k", "--model", "tiny", "--minutes", "0.12", "--rl-minutes", "0.04",
-          "--eval-minutes", "0.04", "--rl-envs", "16", "--threads", "1", "--ema", "0.998", "0.9", "--out", str(tmp_path)])
+          "--eval-minutes", "0.04", "--rl-envs", "16", "--threads", "1", "--ema", "0.998", "0.9",
+          "--rl-length-weight", "0.5", "--out", str(tmp_path)])
+    assert [(run["reward"], run["reward_weights"]) for run in rl_runs] == [("mixed", {"instant": 1.0, "length": 0.5})]
     results = json.loads((tmp_path / "quality.json").read_text())
     assert results["kept"] == {"from": "an earlier run"}
     r = results["multi30k"]
@@ -59,6 +69,9 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
     assert sum(f"| MLE, {name} (not chosen) |" in text for name in candidates) == 2
     assert f"{r['mle']['test_bleu']:.2f}" in text
     assert f"- test: {gain['test']['delta']:+.2f} BLEU, [" in text
+    assert ", + 0.5 x length penalty)" in text
+    assert all(0.0 < snap["length_ratio"][split] < 3.0 for split in ("valid", "test"))
+    assert f"length ratio {snap['length_ratio']['valid']:.3f} (valid)" in text
 
 
 def test_sst2_part_reports_reward_and_judge_for_both_models(tmp_path, data_dir, monkeypatch):
@@ -104,6 +117,13 @@ def test_squad_part_reports_f1_and_exact_match(tmp_path, data_dir, monkeypatch):
 def test_rl_minutes_must_leave_mle_time(tmp_path):
     with pytest.raises(SystemExit):
         main(["--parts", "multi30k", "--minutes", "1", "--rl-minutes", "1", "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize("weight", ["-0.5", "nan"])
+def test_length_weight_must_be_a_number_at_least_zero(tmp_path, weight, capsys):
+    with pytest.raises(SystemExit):
+        main(["--parts", "multi30k", "--rl-length-weight", weight, "--out", str(tmp_path)])
+    assert "--rl-length-weight must be a finite number >= 0" in capsys.readouterr().err
 
 
 @settings(max_examples=40, deadline=None)

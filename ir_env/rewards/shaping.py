@@ -9,6 +9,11 @@ Parts, computed every step for every row (so they can be logged and mixed):
   so an episode's rewards sum to exactly ``R(y) - Phi(empty)`` (= R(y) for every built-in metric).
 - ``token``: the naive negative control, ``1/|y*|`` whenever the token equals the reference token at the
   same position; it ignores the sequence metric entirely.
+- ``length``: a length penalty for mixing with the others, ``-|c - r| / r`` per episode for an output of
+  ``c`` words against a reference of ``r``, paid as soon as it is known: ``-1/r`` for each word past ``r``,
+  and ``-(r - c)/r`` at the end of an output that stopped short. 0 where the example has no reference
+  (r = 0). Sentence-level BLEU alone rewards dropping uncertain words (Nakov, Guzman & Vogel 2012,
+  "Optimizing for sentence-level BLEU+1 yields short translations"); this part holds the length.
 
 The reward is ``sum_k weights[k] * part_k``. The modes ``sparse``, ``instant`` and ``token`` put weight 1
 on one part; ``mixed`` takes user weights (default half sparse, half instant). ``set_weights`` changes them
@@ -22,7 +27,7 @@ from collections.abc import Mapping
 import numba
 import numpy as np
 
-REWARD_PARTS: tuple[str, ...] = ("sparse", "instant", "token")
+REWARD_PARTS: tuple[str, ...] = ("sparse", "instant", "token", "length")
 REWARD_MODES: tuple[str, ...] = ("sparse", "instant", "token", "mixed")
 DEFAULT_MIXED_WEIGHTS: dict[str, float] = {"sparse": 0.5, "instant": 0.5}
 
@@ -73,6 +78,7 @@ class Shaping:
         done: np.ndarray,
         final_score: np.ndarray,
         token_match: np.ndarray,
+        length_gap: np.ndarray,
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Rewards of one step for k rows.
 
@@ -82,6 +88,7 @@ class Shaping:
             done: (k,) bool, the episode ended at this step.
             final_score: (k,) R(y), read where done.
             token_match: (k,) the naive per-position match reward 1/|y*| or 0.
+            length_gap: (k,) the length penalty of this step (0, -1/r or -(r - c)/r).
 
         Returns:
             the (k,) reward and the dict of (k,) parts.
@@ -90,15 +97,15 @@ class Shaping:
         reward, sparse, instant = np.empty(k), np.empty(k), np.empty(k)
         w = self.weights
         _shape(
-            phi_prev, phi_next, done, final_score, token_match, self.gamma,
-            w["sparse"], w["instant"], w["token"], reward, sparse, instant,
+            phi_prev, phi_next, done, final_score, token_match, length_gap, self.gamma,
+            w["sparse"], w["instant"], w["token"], w["length"], reward, sparse, instant,
         )  # fmt: skip
-        return reward, {"sparse": sparse, "instant": instant, "token": token_match}
+        return reward, {"sparse": sparse, "instant": instant, "token": token_match, "length": length_gap}
 
 
 @numba.njit(cache=True, nogil=True)
-def _shape(phi_prev, phi_next, done, final_score, token_match, gamma, w_sparse, w_instant, w_token, reward, sparse,
-           instant):  # fmt: skip
+def _shape(phi_prev, phi_next, done, final_score, token_match, length_gap, gamma, w_sparse, w_instant, w_token,
+           w_length, reward, sparse, instant):  # fmt: skip
     """The parts and the weighted reward of each row, in one pass (parts with weight 0 are left out of the sum)."""
     for i in range(len(phi_prev)):
         sparse[i] = final_score[i] if done[i] else 0.0
@@ -110,4 +117,6 @@ def _shape(phi_prev, phi_next, done, final_score, token_match, gamma, w_sparse, 
             r += w_instant * instant[i]
         if w_token:
             r += w_token * token_match[i]
+        if w_length:
+            r += w_length * length_gap[i]
         reward[i] = r
