@@ -99,7 +99,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     config = RunConfig(
         task=args.task, reward=args.reward, reward_weights=args.reward_weights, seed=args.seed,
-        total_tokens=args.total_tokens, model=args.model, device=args.device, out=args.out, init=args.init,
+        total_tokens=args.total_tokens, model=args.model, device=args.device, precision=args.precision,
+        out=args.out, init=args.init,
         mle=MLEConfig(steps=args.mle_steps, learning_rate=args.mle_lr, batch_size=args.mle_batch_size,
                       warmup_steps=args.mle_warmup, schedule=args.mle_schedule, label_smoothing=args.mle_label_smoothing,
                       adam_beta2=args.mle_beta2, length_buckets=args.mle_length_buckets,
@@ -222,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--total-tokens", type=int, default=100_000, help="budget of generated tokens")
     train.add_argument("--model", default="tiny", choices=["tiny", "small", "base", "large"])
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    train.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
+                       help="matrix products in bf16 (autocast) or fp32; auto: bf16 on CUDA, fp32 on CPU")
     train.add_argument("--out", default="runs/default", help="output folder")
     train.add_argument("--init", default="mle", help="scratch, mle, or a checkpoint folder / .safetensors file")
     train.add_argument("--mle-steps", type=int, default=1000, help="warm-start steps (--init mle)")

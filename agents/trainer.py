@@ -67,6 +67,9 @@ class RunConfig:
     """Model preset: tiny, small, base, large."""
     device: str = "auto"
     """auto (CUDA if present), cpu, cuda or cuda:N."""
+    precision: str = "auto"
+    """Matrix products in ``bf16`` (torch.autocast; weights, optimiser, heads and losses stay float32) or
+    ``fp32``; ``auto``: bf16 on CUDA, fp32 on CPU (bf16 on a CPU pays only where it has bf16 instructions)."""
     out: str = "runs/default"
     """Output folder (logs, checkpoints)."""
     init: str = "mle"
@@ -116,6 +119,18 @@ def setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return rank, world, device
+
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def autocast_for(precision: str, device: torch.device) -> torch.autocast | None:
+    """The autocast context of a run's ``precision`` on ``device`` (None: float32 throughout)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {list(PRECISIONS)}")
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return None
 
 
 def build_model(config: RunConfig, task, device: torch.device) -> PolicyModel:
@@ -192,6 +207,7 @@ def _warm_start(model: PolicyModel, task, config: RunConfig, autocast, is_main: 
 def train(config: RunConfig) -> dict[str, Any]:
     """Run (or resume) training; returns the summary (also written to ``summary.json``)."""
     rank, world, device = setup_distributed(config.device)
+    autocast = autocast_for(config.precision, device)
     is_main = rank == 0
     out = Path(config.out)
     if is_main:
@@ -203,7 +219,6 @@ def train(config: RunConfig) -> dict[str, Any]:
         reward_weights=config.reward_weights, info_text=False, copy=False,
     )
     model = build_model(config, task, device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
     optimizer = make_adam(model.parameters(), lr=pc.learning_rate, eps=1e-5)
     reference_path = out / "reference.safetensors"
     architecture = {k: config.to_dict()[k] for k in ARCHITECTURE_KEYS}

@@ -40,9 +40,11 @@ import numpy as np
 
 from benchmarks import stats
 
-ALGORITHMS = ("ours_ppo", "sb3_ppo", "sb3_a2c", "sb3_maskable_ppo")
+ALGORITHMS = ("ours_ppo", "ours_ppo_bf16", "sb3_ppo", "sb3_a2c", "sb3_maskable_ppo")
+DEFAULT_ALGORITHMS = ("ours_ppo", "sb3_ppo", "sb3_a2c", "sb3_maskable_ppo")
 LABELS = {
     "ours_ppo": "ours PPO (agents.ppo)",
+    "ours_ppo_bf16": "ours PPO, bf16 matrix products (precision='bf16')",
     "sb3_ppo": "SB3 PPO",
     "sb3_a2c": "SB3 A2C",
     "sb3_maskable_ppo": "sb3-contrib MaskablePPO",
@@ -55,13 +57,14 @@ BINS = 20
 
 
 def run_ours(task: str, seed: int, steps: int, num_envs: int, preset: str = "tiny",
-             num_minibatches: int = 4) -> dict[str, Any]:
+             num_minibatches: int = 4, precision: str = "fp32") -> dict[str, Any]:
     from agents.ppo import PPOConfig
     from agents.trainer import RunConfig, train
 
     with tempfile.TemporaryDirectory() as tmp:
         config = RunConfig(
-            task=task, seed=seed, total_tokens=steps, model=preset, device="cpu", out=tmp, init="scratch",
+            task=task, seed=seed, total_tokens=steps, model=preset, device="cpu", precision=precision, out=tmp,
+            init="scratch",
             ppo=PPOConfig(num_envs=num_envs, learning_rate=OURS_LR, num_minibatches=num_minibatches),
             eval_every=0, eval_examples=16, checkpoint_every=10**9, progress=False,
         )
@@ -130,8 +133,9 @@ def run_one(job: tuple[str, str, int, int, int, str, int]) -> tuple[str, int, di
     import torch
 
     torch.set_num_threads(1)
-    if algo == "ours_ppo":
-        result = run_ours(task, seed, steps, num_envs, preset, ours_minibatches)
+    if algo.startswith("ours_ppo"):
+        precision = "bf16" if algo == "ours_ppo_bf16" else "fp32"
+        result = run_ours(task, seed, steps, num_envs, preset, ours_minibatches, precision)
     else:
         result = run_sb3(algo, task, seed, steps, num_envs, preset)
     print(f"  {algo} seed {seed}: {result['total_steps']} steps in {result['wall']:.1f} s, "
@@ -197,7 +201,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "optimiser work: 8 steps per 512 env steps, minibatches of ~256 samples at length 32")
     parser.add_argument("--quick", action="store_true", help="smoke test: 2,000 steps, seed 0")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/algorithms.md"))
-    parser.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS), choices=list(ALGORITHMS))
+    parser.add_argument("--algorithms", nargs="+", default=list(DEFAULT_ALGORITHMS), choices=list(ALGORITHMS),
+                        help="ours_ppo_bf16: our PPO with bf16 autocast of the matrix products (weights, optimiser "
+                             "and losses float32; pays on CPUs with bf16 instructions), not in the default set")
     parser.add_argument("--data-dir", default=None, help="data folder for the real-data tasks (default: $IR_DATA_DIR)")
     args = parser.parse_args(argv)
     if "sb3_ppo" not in args.algorithms:
@@ -267,7 +273,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     table.append(f"| random policy | | | | | {random_score:.3f} | | 500 |")
     sb3 = {k: ALGO_DEFAULTS[v] for k, v in SB3_NAMES.items()}
     lines = [
-        f"# Our PPO against {', '.join(LABELS[a] for a in algos if a != 'ours_ppo')}",
+        f"# Our PPO against {', '.join(LABELS[a] for a in algos if not a.startswith('ours_ppo'))}",
         "",
         f"Command: `{command}`  ",
         f"Seeds: {' '.join(map(str, args.seeds))}; budget {args.steps:,} env steps per run; {args.num_envs} envs; "
@@ -282,7 +288,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"learning_rate={OURS_LR}" + (f", num_minibatches={args.ours_minibatches}" if args.ours_minibatches != 4 else "")
         + f")`, otherwise the defaults (Adam, 10-update lr warm-up, 4 epochs x {args.ours_minibatches} minibatches "
         "of whole sequences, clip 0.2, gamma 1, GAE 0.95, no entropy bonus, grad clip 1.0); one rollout = "
-        f"{args.num_envs} complete episodes, KV-cached. Eval and progress bar off; wall = the update loop.",
+        f"{args.num_envs} complete episodes, KV-cached. Eval and progress bar off; wall = the update loop. "
+        "Float32 throughout (`precision=\"fp32\"`)"
+        + (", and again with bf16 autocast of the matrix products (`precision=\"bf16\"`: weights, Adam, heads and "
+           "losses float32), the `ours PPO, bf16` row" if "ours_ppo_bf16" in algos else "") + ".",
         *[f"- {LABELS[a]}: `make_sb3_model(\"{SB3_NAMES[a]}\", num_envs={args.num_envs}, model_preset=\"{args.model}\")`, "
           f"`agents/sb3.py` ALGO_DEFAULTS {json.dumps(sb3[a])}; tied action head; wall = `model.learn`."
           for a in SB3_NAMES if a in algos],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.algorithms import (
-    ALGORITHMS,
+    DEFAULT_ALGORITHMS,
     LABELS,
     after_first_iteration,
     binned_curve,
@@ -36,7 +36,8 @@ def test_quick_run_writes_table_and_plot(tmp_path):
     assert "Machine:" in text and "Seeds: 0;" in text
     rows = table_rows(text)
     assert rows["algorithm"][1] == "trained tok/s"
-    for algo in ALGORITHMS:
+    assert LABELS["ours_ppo_bf16"] not in rows, "bf16 is not in the default set"
+    for algo in DEFAULT_ALGORITHMS:
         cells = rows[LABELS[algo]]
         tok_s, ratio, steady, steady_ratio, final = (number(c) for c in cells[1:6])
         assert tok_s > 0 and ratio > 0 and steady > 0 and steady_ratio > 0 and 0 < final <= 1, cells
@@ -75,11 +76,14 @@ def test_a_subset_of_algorithms_and_its_guard(tmp_path):
     import pytest
 
     out = tmp_path / "two.md"
-    summary = main(["--algorithms", "ours_ppo", "sb3_ppo", "--seeds", "0", "--steps", "600", "--workers", "1",
-                    "--task", "sentiment", "--out", str(out)])
+    summary = main(["--algorithms", "ours_ppo", "ours_ppo_bf16", "sb3_ppo", "--seeds", "0", "--steps", "600",
+                    "--workers", "1", "--task", "sentiment", "--out", str(out)])
     rows = table_rows(out.read_text())
-    assert set(summary["results"]) == {"ours_ppo", "sb3_ppo"}
-    assert LABELS["sb3_a2c"] not in rows and LABELS["ours_ppo"] in rows
+    assert set(summary["results"]) == {"ours_ppo", "ours_ppo_bf16", "sb3_ppo"}
+    assert LABELS["sb3_a2c"] not in rows and LABELS["ours_ppo"] in rows and LABELS["ours_ppo_bf16"] in rows
+    assert summary["results"]["ours_ppo_bf16"][0]["total_steps"] >= 600
+    assert out.read_text().startswith("# Our PPO against SB3 PPO\n")
+    assert 'again with bf16 autocast of the matrix products (`precision="bf16"`' in out.read_text()
     assert "scored by vader" in out.read_text()
     with pytest.raises(SystemExit):
         main(["--algorithms", "ours_ppo", "--out", str(tmp_path / "x.md")])

@@ -23,7 +23,7 @@ from agents.ppo import (
     returns_to_go,
     rloo_advantages,
 )
-from agents.trainer import RunConfig, train
+from agents.trainer import RunConfig, autocast_for, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,6 +129,23 @@ def test_same_seed_same_training_curve(tmp_path):
     curve = lambda p: [line.split(",")[:12] for line in (p / "metrics.csv").read_text().splitlines()[1:]]  # noqa: E731
     assert a["tokens"] == b["tokens"]
     assert [r[:2] + r[5:12] for r in curve(tmp_path / "a")] == [r[:2] + r[5:12] for r in curve(tmp_path / "b")]
+
+
+def test_bf16_precision_trains_on_cpu_close_to_float32_and_bad_precision_is_refused(tmp_path):
+    fp32 = train(tiny_run(tmp_path / "fp32", precision="fp32"))
+    bf16 = train(tiny_run(tmp_path / "bf16", precision="bf16"))
+    assert fp32["tokens"] > 0 and bf16["tokens"] > 0
+    a, b = weights_of(tmp_path / "fp32"), weights_of(tmp_path / "bf16")
+    assert all(b[name].dtype == torch.float32 for name in b), "autocast leaves the weights in float32"
+    moved = sum(float((b[name] - a[name]).abs().max()) > 0 for name in a)
+    assert moved > 0, "bf16 matrix products give (slightly) different updates"
+    for name in a:  # the same seed and data: the two runs stay close
+        assert torch.allclose(a[name], b[name], atol=0.05), name
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        train(tiny_run(tmp_path / "bad", precision="fp16"))
+    assert not (tmp_path / "bad").exists(), "refused before anything is written"
+    assert autocast_for("auto", torch.device("cpu")) is None
+    assert autocast_for("bf16", torch.device("cpu")).fast_dtype == torch.bfloat16
 
 
 def test_a_new_run_refuses_to_overwrite_a_checkpoint(tmp_path):
