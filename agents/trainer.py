@@ -42,7 +42,7 @@ from agents.ppo import (
 )
 from agents.rollout import collect, evaluate
 from agents.supervised import MLEConfig, mle_train, reference_targets
-from ir_env import BatchedInstantRewardEnv, make_task
+from ir_env import EOS, BatchedInstantRewardEnv, make_task
 
 ARCHITECTURE_KEYS = ("task", "model", "task_kwargs")
 
@@ -119,6 +119,16 @@ def setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return rank, world, device
+
+
+def output_length_ratio(batch, reference_len: np.ndarray) -> float:
+    """Output words (steps less a final EOS) over reference words, summed over a rollout's episodes: the
+    length ratio of BLEU's brevity penalty, of the sampled outputs. NaN where the examples have no references."""
+    lengths = torch.as_tensor(batch.lengths, device=batch.actions.device)
+    last = batch.actions.gather(1, (lengths - 1).clamp(min=0)[:, None])[:, 0]
+    words = int(batch.lengths.sum()) - int(((last == EOS) & (lengths > 0)).sum())
+    reference = int(reference_len[batch.example_ids].sum())
+    return words / reference if reference else float("nan")
 
 
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -297,6 +307,7 @@ def train(config: RunConfig) -> dict[str, Any]:
             "episode_return": float(batch.rewards.sum(1).mean()),
             "score": float(batch.scores.mean()),
             "length": float(batch.lengths.mean()),
+            "length_ratio": output_length_ratio(batch, env.episodes.examples.reference_len),
             "kl": seq_kl,
             "tokens_local": float(batch.num_tokens),
             "rollout_seconds": t1 - t0,

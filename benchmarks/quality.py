@@ -51,6 +51,7 @@ and length, repetition and distinct-2.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -223,6 +224,11 @@ def rl_from(start, into, task_name: str, args: argparse.Namespace, minutes: floa
                            eval_every=0, checkpoint_every=10**9, progress=False, **run)
         summary = train(config)
         load_weights(Path(tmp) / "rl", into)
+        with open(Path(tmp) / "rl" / "metrics.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+    # per update: the sampled rollout's mean score and output/reference length ratio
+    summary["curve"] = [{"update": int(r["update"]), "score": float(r["score"]), "length_ratio": float(r["length_ratio"])}
+                        for r in rows]
     return summary
 
 
@@ -349,7 +355,7 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
                 "test": paired_bleu(test_hyps_mle, hyps, refs["test"], seed=args.seed)}
         result["mle_rl"] = {"valid_bleu": valid_rl, "test_bleu": test_rl, "rl_updates": summary["updates"],
                             "rl_tokens": summary["tokens"], "rl_seconds": summary["wall_seconds"],
-                            "test_examples": hyps[:5], "gain_over_mle": gain}
+                            "test_examples": hyps[:5], "gain_over_mle": gain, "rl_curve": summary["curve"]}
         print(f"MLE {snapshot_at / 60:g} min + RL {args.rl_minutes:g} min ({summary['tokens']} tokens): "
               f"valid {valid_rl:.2f}, test {test_rl:.2f}", flush=True)
     return result
@@ -541,6 +547,12 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
         lr = r["mle_snapshot"]["length_ratio"]
         lines += [f"- the RL arm's start (the MLE snapshot): output/reference length ratio {lr['valid']:.3f} (valid), "
                   f"{lr['test']:.3f} (test2016)"]
+    if r.get("mle_rl", {}).get("rl_curve"):
+        curve = r["mle_rl"]["rl_curve"]
+        tenth = max(1, len(curve) // 10)
+        first, last = (np.mean([c["length_ratio"] for c in part]) for part in (curve[:tenth], curve[-tenth:]))
+        lines += [f"- the RL phase's sampled outputs (temperature {a['rl_temperature']:g}, train split): output/reference "
+                  f"length ratio {first:.3f} over its first {tenth} updates, {last:.3f} over its last {tenth}"]
     if "candidates" in r.get("mle_snapshot", {}):
         s = r["mle_snapshot"]
         lines += ["", f"Candidates for the RL arm's start at {s['minutes']:g} min (valid BLEU): "

@@ -23,7 +23,9 @@ from agents.ppo import (
     returns_to_go,
     rloo_advantages,
 )
-from agents.trainer import RunConfig, autocast_for, train
+from agents.rollout import Rollout
+from agents.trainer import RunConfig, autocast_for, output_length_ratio, train
+from ir_env import EOS, PAD
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,6 +148,22 @@ def test_bf16_precision_trains_on_cpu_close_to_float32_and_bad_precision_is_refu
     assert not (tmp_path / "bad").exists(), "refused before anything is written"
     assert autocast_for("auto", torch.device("cpu")) is None
     assert autocast_for("bf16", torch.device("cpu")).fast_dtype == torch.bfloat16
+
+
+def test_output_length_ratio_counts_words_without_the_final_eos():
+    actions = torch.tensor([[5, 6, EOS, PAD], [5, 5, 5, 5], [EOS, PAD, PAD, PAD]])  # EOS after 2; cap at 4; empty
+    batch = Rollout(source=torch.zeros(3, 2, dtype=torch.long), actions=actions, logprobs=torch.zeros(3, 4),
+                    values=torch.zeros(3, 4), rewards=torch.zeros(3, 4), mask=actions != PAD, scores=np.zeros(3),
+                    lengths=np.array([3, 4, 1]), example_ids=np.array([0, 1, 1]))
+    assert output_length_ratio(batch, np.array([2, 8])) == (2 + 4 + 0) / (2 + 8 + 8)
+    assert np.isnan(output_length_ratio(batch, np.array([0, 0])))
+
+
+def test_metrics_log_the_sampled_length_ratio(tmp_path):
+    train(tiny_run(tmp_path / "run", stop_after_updates=2))
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    column = rows[0].split(",").index("length_ratio")
+    assert all(0.0 < float(row.split(",")[column]) < 10.0 for row in rows[1:])
 
 
 def test_a_new_run_refuses_to_overwrite_a_checkpoint(tmp_path):

@@ -72,6 +72,10 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
     assert ", + 0.5 x length penalty)" in text
     assert all(0.0 < snap["length_ratio"][split] < 3.0 for split in ("valid", "test"))
     assert f"length ratio {snap['length_ratio']['valid']:.3f} (valid)" in text
+    curve = r["mle_rl"]["rl_curve"]
+    assert [c["update"] for c in curve] == list(range(1, r["mle_rl"]["rl_updates"] + 1))
+    assert all(0.0 < c["length_ratio"] < 5.0 for c in curve)
+    assert "- the RL phase's sampled outputs (temperature 0.5, train split): output/reference length ratio " in text
 
 
 def test_sst2_part_reports_reward_and_judge_for_both_models(tmp_path, data_dir, monkeypatch):
