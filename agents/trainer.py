@@ -124,9 +124,7 @@ def setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
 def output_length_ratio(batch, reference_len: np.ndarray) -> float:
     """Output words (steps less a final EOS) over reference words, summed over a rollout's episodes: the
     length ratio of BLEU's brevity penalty, of the sampled outputs. NaN where the examples have no references."""
-    lengths = torch.as_tensor(batch.lengths, device=batch.actions.device)
-    last = batch.actions.gather(1, (lengths - 1).clamp(min=0)[:, None])[:, 0]
-    words = int(batch.lengths.sum()) - int(((last == EOS) & (lengths > 0)).sum())
+    words = int(((batch.actions != EOS) & batch.mask).sum())  # EOS can only be an episode's last step
     reference = int(reference_len[batch.example_ids].sum())
     return words / reference if reference else float("nan")
 

@@ -133,9 +133,9 @@ class BatchedInstantRewardEnv(VectorEnv):
         n = self.num_envs
         live_values, final_values = np.empty((len(INFO_VALUES), n)), np.empty((len(INFO_VALUES), n))
         final_score, final_length = np.empty(n), np.empty(n, dtype=np.int64)
+        step_values = np.stack([*(result.parts[part] for part in REWARD_PARTS), result.potential])  # INFO_VALUES order
         _split_info_values(
-            ended, terminated, *(result.parts[part] for part in REWARD_PARTS), result.potential, result.score,
-            ep.length, live_values, final_values, final_score, final_length,
+            ended, terminated, step_values, result.score, ep.length, live_values, final_values, final_score, final_length,
         )  # fmt: skip
         infos: dict[str, Any] = {}
         if live.any():  # as SyncVectorEnv: a key appears only if some row reports it
@@ -264,14 +264,14 @@ INFO_VALUES: tuple[str, ...] = (*(f"reward_{part}" for part in REWARD_PARTS), "p
 
 
 @numba.njit(cache=True, nogil=True)
-def _split_info_values(ended, terminated, part0, part1, part2, part3, potential, score, length, live_values,
-                       final_values, final_score, final_length):  # fmt: skip
-    """Each row's reward parts (in REWARD_PARTS order) and potential into ``live_values`` (rows that go on) or
-    ``final_values`` (rows that ended), 0 in the other; the score and length of terminated rows, 0 elsewhere."""
+def _split_info_values(ended, terminated, values, score, length, live_values, final_values, final_score,
+                       final_length):  # fmt: skip
+    """Each row's step values (``values``: (len(INFO_VALUES), N), the reward parts and the potential) into
+    ``live_values`` (rows that go on) or ``final_values`` (rows that ended), 0 in the other; the score and
+    length of terminated rows, 0 elsewhere."""
     for i in range(len(ended)):
-        values = (part0[i], part1[i], part2[i], part3[i], potential[i])
-        for k in range(5):
-            live_values[k, i] = 0.0 if ended[i] else values[k]
-            final_values[k, i] = values[k] if ended[i] else 0.0
+        for k in range(values.shape[0]):
+            live_values[k, i] = 0.0 if ended[i] else values[k, i]
+            final_values[k, i] = values[k, i] if ended[i] else 0.0
         final_score[i] = score[i] if terminated[i] else 0.0
         final_length[i] = length[i] if terminated[i] else 0
