@@ -22,7 +22,10 @@ machine):
   ``--rl-mle-coef`` a maximum-likelihood term on the references of each update's examples, and with
   ``--rl-length-weight`` W the env's ``length`` reward part, -|c - r|/r per episode, at weight W beside
   the instant BLEU: sentence BLEU alone pays for dropping uncertain words, and corpus BLEU's brevity
-  penalty then takes more than that pays).
+  penalty then takes more than that pays). With ``--rl-bleu linear`` the reward's BLEU is the env's
+  ``LinearBLEU`` (``bleu_point``): what an output adds to corpus BLEU (the score reported), to first order
+  at the mean per-sentence BLEU statistics of the snapshot's greedy valid outputs, instead of its
+  sentence BLEU.
 
 With ``--ema DECAY ...``, exponential moving averages of the weights are kept beside the last weights
 (updated each step, inside the budget); each arm's MLE weights (the MLE arm's at the end, the RL arm's at its
@@ -62,7 +65,12 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.corpus_bleu import corpus_bleu, length_ratio, paired_bleu
+from benchmarks.corpus_bleu import (
+    bleu_statistics,
+    corpus_bleu,
+    length_ratio,
+    paired_bleu,
+)
 from benchmarks.machine import machine_description
 
 
@@ -97,6 +105,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rl-length-weight", type=float, default=0.0,
                         help="multi30k: weight of the env's length penalty (-|c - r|/r per episode) beside the "
                              "instant BLEU in the RL phase (reward 'mixed'); 0: instant BLEU alone")
+    parser.add_argument("--rl-bleu", default="sentence", choices=["sentence", "linear"],
+                        help="multi30k: the RL phase's BLEU reward: 'sentence' (sentence BLEU) or 'linear' (the env's "
+                             "LinearBLEU: what an output adds to corpus BLEU, linearised at the mean per-sentence "
+                             "BLEU statistics of the RL arm's start on valid)")
     parser.add_argument("--classifier", default=None, help="sst2: classifier folder (default: $IR_SST2_CLASSIFIER)")
     parser.add_argument("--sst2-reward", default="classifier", choices=["classifier", "vader"])
     parser.add_argument("--sst2-mle-minutes", type=float, default=8.0)
@@ -288,6 +300,12 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
                         mle_coef=args.rl_mle_coef, length_groups=args.rl_length_groups)
         reward = ({"reward": "mixed", "reward_weights": {"instant": 1.0, "length": args.rl_length_weight}}
                   if args.rl_length_weight else {})
+        if args.rl_bleu == "linear":  # linearised where the RL arm starts, on the split that chooses weights
+            stats = bleu_statistics(valid_hyps_snap, refs["valid"])
+            point = stats.mean(axis=0)
+            point[2:6] = np.maximum(point[2:6], 1 / len(stats))  # an order never matched counts as matched once
+            result["mle_snapshot"]["bleu_point"] = point.tolist()
+            reward["task_kwargs"] = {"bleu_point": point.tolist()}
         summary = rl_from(model, model, task.name, args, args.rl_minutes, ppo, eval_examples=256, **reward)
         valid_rl, _, valid_hyps_rl = corpus_bleu(model, task, "valid", refs["valid"])
         test_rl, _, hyps = corpus_bleu(model, task, "test", refs["test"])
@@ -469,7 +487,7 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
         lines += [
             f"| MLE snapshot (the RL arm's start{_weights_label(s, ': ')}) | {s['minutes']:g} min, {s['step']} steps "
             f"| {s['valid_bleu']:.2f} | {s['test_bleu']:.2f} |",
-            f"| MLE + RL ({a['rl_algo']}, instant BLEU, lr {a['rl_lr']:g}, T={a['rl_temperature']:g}, {a['rl_envs']} envs"
+            f"| MLE + RL ({a['rl_algo']}, instant {_bleu_label(a)}, lr {a['rl_lr']:g}, T={a['rl_temperature']:g}, {a['rl_envs']} envs"
             + (f", + {a['rl_mle_coef']:g} x MLE loss" if a.get("rl_mle_coef") else "")
             + (f", + {a['rl_length_weight']:g} x length penalty" if a.get("rl_length_weight") else "") + ") "
             f"| {s['minutes']:g} + {a['rl_minutes']:g} min, {rl['rl_updates']} updates, {rl['rl_tokens']:,} tokens "
@@ -487,6 +505,10 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
         lr = r["mle_snapshot"]["length_ratio"]
         lines += [f"- the RL arm's start (the MLE snapshot): output/reference length ratio {lr['valid']:.3f} (valid), "
                   f"{lr['test']:.3f} (test2016)"]
+    if "bleu_point" in r.get("mle_snapshot", {}):
+        point = ", ".join(f"{x:.2f}" for x in r["mle_snapshot"]["bleu_point"])
+        lines += [f"- the RL reward's BLEU: `LinearBLEU` at the snapshot's mean per-sentence valid statistics "
+                  f"(output and reference length, 1- to 4-gram matches, 1- to 4-gram totals): {point}"]
     if r.get("mle_rl", {}).get("rl_curve"):
         curve = r["mle_rl"]["rl_curve"]
         tenth = max(1, len(curve) // 10)
@@ -502,6 +524,10 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
     lines += [f"| {c['minutes']:.1f} | {c['step']} | {c['loss']:.3f} | {c['valid_bleu']:.2f} |" for c in r["valid_curve"]]
     lines += ["", "First test2016 outputs (MLE):", ""] + [f"- {h}" for h in r["mle"]["test_examples"]] + [""]
     return lines
+
+
+def _bleu_label(a: dict[str, Any]) -> str:
+    return "linearised corpus BLEU" if a.get("rl_bleu") == "linear" else "BLEU"
 
 
 def _ema_sentence(a: dict[str, Any]) -> str:

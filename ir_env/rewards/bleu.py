@@ -227,3 +227,78 @@ def _grow_log_tables(n: int) -> None:
 
 
 _grow_log_tables(1024)
+
+
+#: The order of a BLEU point's 10 values, as sacrebleu's statistics: output and reference length, then the
+#: clipped matches and the totals of the 1- to 4-grams (``sys_len, ref_len, *counts, *totals``).
+POINT_FIELDS = ("sys_len", "ref_len", "correct_1", "correct_2", "correct_3", "correct_4",
+                "total_1", "total_2", "total_3", "total_4")  # fmt: skip
+
+
+def check_bleu_point(point) -> np.ndarray:
+    """The 10 mean per-sentence BLEU statistics of a linearisation point (``POINT_FIELDS``), checked."""
+    try:
+        arr = np.asarray(point, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"bleu_point must be 10 numbers {POINT_FIELDS}, got {point!r}") from None
+    if arr.shape != (len(POINT_FIELDS),):
+        raise ValueError(f"bleu_point must be 10 numbers {POINT_FIELDS}, got shape {arr.shape}")
+    if not np.isfinite(arr).all() or (arr <= 0).any():
+        raise ValueError(f"bleu_point values must be finite and > 0 (every n-gram order matched), got {arr.tolist()}")
+    if (arr[2:6] > arr[6:10]).any():
+        raise ValueError(f"bleu_point: the matches {arr[2:6].tolist()} exceed the totals {arr[6:10].tolist()}")
+    return arr
+
+
+class LinearBLEU(IncrementalBLEU):
+    """Corpus BLEU, linearised: how much an output adds to the corpus BLEU of a system at a given point.
+
+    Sentence BLEU is a poor proxy for the corpus BLEU that MT reports (Chiang et al., 2008; Tromble et
+    al., 2008): its geometric mean makes a unigram match in a sentence without a 4-gram match worth
+    almost nothing, and it charges the brevity penalty per sentence. Corpus BLEU sums the statistics of
+    all sentences first. Linearised at a point (the mean per-sentence statistics of a system: output
+    length c̄, reference length r̄, matches m̄_n and totals t̄_n), adding K times one output's statistics
+    to a corpus of K sentences at that point changes corpus BLEU by, to first order,
+
+        Phi(y) = B * ( sum_n (m_n / m̄_n - t_n / t̄_n) / 4  +  beta * c ),   beta = r̄ / c̄² if c̄ < r̄ else 0,
+
+    B being the point's BLEU / 100, minus a term of the reference length alone (B r / c̄ where c̄ < r̄),
+    which no output changes and is left out so that the empty output scores 0. Phi is linear in the
+    output's counts, so every match of order n is worth the same everywhere, each output token costs
+    its share of the totals, and (below the reference length) earns the brevity penalty's slope.
+
+    The incremental state is ``IncrementalBLEU``'s (clipped matches per order), so a token costs O(1).
+    Phi can be negative (an output of unmatched words); it is in BLEU / 100 units per sentence.
+    """
+
+    name = "linear_bleu"
+
+    def __init__(self, examples: Examples, num_rows: int, point):
+        super().__init__(examples, num_rows)
+        self.point = check_bleu_point(point)
+        c, r = self.point[0], self.point[1]
+        correct, total = self.point[2:6], self.point[6:10]
+        self.bleu_at_point = _point_bleu(correct, total, c, r)
+        b = self.bleu_at_point
+        self._match_weight = b / (MAX_ORDER * correct)  # (4,)
+        self._total_weight = b / (MAX_ORDER * total)
+        self._length_weight = b * r / c**2 if c < r else 0.0
+
+    def _push(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        super()._push(rows, tokens)
+        return self._potential(rows)
+
+    def _potential(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        length = self.length[rows]
+        phi = self._length_weight * length
+        for n in range(MAX_ORDER):  # term by term, in one order for every row: a row's value does not depend on
+            # how many rows are scored with it (a matrix product's summation order may), so N = 1 equals N = 8
+            phi += self._match_weight[n] * self.correct[n, rows] - self._total_weight[n] * np.maximum(length - n, 0)
+        return phi
+
+
+def _point_bleu(correct: np.ndarray, total: np.ndarray, sys_len: float, ref_len: float) -> float:
+    """BLEU / 100 of a point's statistics (every order matched, so no smoothing applies)."""
+    log_bp = min(1.0 - ref_len / sys_len, 0.0)
+    return float(np.exp(np.mean(np.log(correct / total)) + log_bp))

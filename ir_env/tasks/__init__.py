@@ -98,7 +98,14 @@ def make_task(name: str | Task, **kwargs: Any) -> Task:
     canonical = ALIASES.get(name, name)
     if canonical not in TASKS:
         raise ValueError(f"unknown task {name!r}; expected one of {task_names()}")
-    return _cached_task(canonical, tuple(sorted(kwargs.items())))
+    return _cached_task(canonical, tuple(sorted((k, _hashable(v)) for k, v in kwargs.items())))
+
+
+def _hashable(value: Any) -> Any:
+    """A list or array keyword (e.g. ``bleu_point``) as a tuple, so that it can key the cache."""
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        value = value.tolist()
+    return tuple(_hashable(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 @functools.lru_cache(maxsize=32)

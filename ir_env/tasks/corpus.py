@@ -174,9 +174,22 @@ class CorpusTask(Task):
 
 
 class BleuCorpusTask(CorpusTask):
-    """A corpus task scored by sentence BLEU (``IncrementalBLEU``) on its word tokens."""
+    """A corpus task scored by sentence BLEU (``IncrementalBLEU``) on its word tokens, or, given a
+    ``bleu_point``, by linearised corpus BLEU (``LinearBLEU``: what an output adds to the corpus BLEU of a
+    system whose mean per-sentence BLEU statistics are that point)."""
 
     metric_name = "bleu"
+    #: None (sentence BLEU), or the 10 mean per-sentence statistics ``LinearBLEU`` linearises at
+    bleu_point: np.ndarray | None = None
+
+    def _set_bleu_point(self, point) -> None:
+        """Score by ``LinearBLEU`` at ``point`` (10 numbers, ``ir_env.rewards.bleu.POINT_FIELDS``) unless None."""
+        if point is None:
+            return
+        from ir_env.rewards.bleu import check_bleu_point
+
+        self.bleu_point = check_bleu_point(point)
+        self.metric_name = "linear_bleu"
 
     def _check_bleu_ids(self) -> None:
         from ir_env.rewards.bleu import MAX_TOKEN_ID
@@ -188,6 +201,8 @@ class BleuCorpusTask(CorpusTask):
             )
 
     def metric(self, examples: Examples, num_rows: int) -> PrefixMetric:
-        from ir_env.rewards.bleu import IncrementalBLEU
+        from ir_env.rewards.bleu import IncrementalBLEU, LinearBLEU
 
+        if self.bleu_point is not None:
+            return LinearBLEU(examples, num_rows, self.bleu_point)
         return IncrementalBLEU(examples, num_rows)

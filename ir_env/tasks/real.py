@@ -76,6 +76,10 @@ class Multi30kTask(BleuCorpusTask):
         max_vocab: keep at most this many words per language, the most frequent.
         max_train: use only the first ``max_train`` training pairs.
         max_source_len, max_generation_len: S and T; None derives them from the training lengths.
+        bleu_point: None (the metric is sentence BLEU), or the 10 mean per-sentence BLEU statistics of a
+            system (``sys_len, ref_len``, the matches and the totals of the 1- to 4-grams, e.g. the mean of
+            ``benchmarks.corpus_bleu.bleu_statistics`` rows): the metric is then ``LinearBLEU``, what an
+            output adds to corpus BLEU at that point, the score BLEU papers report.
     """
 
     name = "translation:multi30k"
@@ -89,8 +93,10 @@ class Multi30kTask(BleuCorpusTask):
         max_train: int | None = None,
         max_source_len: int | None = None,
         max_generation_len: int | None = None,
+        bleu_point: Sequence[float] | None = None,
     ):
         self._check_options(data_dir, min_freq, max_vocab, max_train, max_source_len, max_generation_len)
+        self._set_bleu_point(bleu_point)
         self.lowercase = check_bool("lowercase", lowercase)
         pairs: dict[str, list[WordPair]] = {}
         for split, file_split in MULTI30K_FILES.items():
@@ -464,6 +470,7 @@ class MrpcTask(BleuCorpusTask):
         embedding_judge: None (default) judges by embedding similarity when the ``embed`` extra is
             installed; True always (ImportError naming the pip command if the extra is missing); False never.
         embedding_device: the torch device of the embedding judge, ``"cpu"`` or ``"cuda"``.
+        bleu_point: as for ``Multi30kTask``.
 
     Attributes:
         judge_names: the judges ``judges`` reports, ``("chrf",)`` or ``("chrf", "embedding")``.
@@ -486,8 +493,10 @@ class MrpcTask(BleuCorpusTask):
         max_generation_len: int | None = None,
         embedding_judge: bool | None = None,
         embedding_device: str = "cpu",
+        bleu_point: Sequence[float] | None = None,
     ):
         self._check_options(data_dir, min_freq, max_vocab, max_train, max_source_len, max_generation_len)
+        self._set_bleu_point(bleu_point)
         self.lowercase = check_bool("lowercase", lowercase)
         self._init_judges(embedding_judge, embedding_device)
         positive = [row for row in read_mrpc(data_dir) if row.label == 1]
