@@ -81,7 +81,8 @@ class Task(ABC):
         max_source_len: S, the width of the ``source`` observation.
         max_generation_len: T, the length cap on the output; the episode ends (terminated) after T tokens.
         metric_name: the sequence score, e.g. ``"bleu"``, in [0, 1] for every built-in task except
-            sentiment, whose signed VADER compound is in [-1, 1].
+            sentiment, whose signed VADER compound is in [-1, 1], and ``"linear_bleu"`` (a BLEU task
+            given ``bleu_point``), which has no fixed range and is negative for unmatched output.
     """
 
     name: str
