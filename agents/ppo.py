@@ -71,6 +71,11 @@ class PPOConfig:
     count, so the update is the one pass's (up to float rounding) at less padding: it pays where lengths
     vary, as with a trained translation policy, and costs a little where every episode runs to the cap.
     1: one pass per minibatch."""
+    relinearise_bleu: bool = False
+    """On a BLEU task built with ``bleu_point=`` (``LinearBLEU``, linearised corpus BLEU): after each
+    update's rollout, move the point to the mean BLEU statistics of that rollout's outputs, so that the
+    reward stays the first-order change of corpus BLEU where the policy now is (a fixed point goes stale
+    as the policy moves: past the references' length it still pays the brevity penalty's slope)."""
     clip_coef: float = 0.2
     """PPO's ratio clipping range."""
     clip_vloss: bool = False

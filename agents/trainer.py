@@ -129,6 +129,15 @@ def output_length_ratio(batch, reference_len: np.ndarray) -> float:
     return words / reference if reference else float("nan")
 
 
+def rollout_bleu_point(batch, examples) -> np.ndarray:
+    """The mean BLEU statistics of a rollout's outputs (``ir_env.rewards.bleu.bleu_point_of``)."""
+    from ir_env.rewards.bleu import bleu_point_of
+
+    actions = batch.actions.cpu().numpy()
+    words = ((actions != EOS) & batch.mask.cpu().numpy()).sum(axis=1)  # EOS can only be an episode's last step
+    return bleu_point_of(examples, batch.example_ids, actions, words)
+
+
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
@@ -226,6 +235,9 @@ def train(config: RunConfig) -> dict[str, Any]:
         num_envs=pc.num_envs, task=task, reward=config.reward, gamma=pc.gamma,
         reward_weights=config.reward_weights, info_text=False, copy=False,
     )
+    if pc.relinearise_bleu and task.metric_name != "linear_bleu":
+        raise ValueError(f"relinearise_bleu needs a BLEU task built with bleu_point=..., but {task.name} is scored by "
+                         f"{task.metric_name!r}: pass task_kwargs={{'bleu_point': [...]}}")
     model = build_model(config, task, device)
     optimizer = make_adam(model.parameters(), lr=pc.learning_rate, eps=1e-5)
     reference_path = out / "reference.safetensors"
@@ -292,6 +304,8 @@ def train(config: RunConfig) -> dict[str, Any]:
             batch = collect(model, env, seed=seed_u, generator=generator, temperature=pc.temperature,
                             example_ids=rollout_examples(pc, rng, len(env.episodes.examples)))
         t1 = time.perf_counter()
+        if pc.relinearise_bleu:  # every episode of the rollout has ended: the next update's point
+            env.set_bleu_point(rollout_bleu_point(batch, env.episodes.examples))
         if references is not None:
             batch.references = references[torch.as_tensor(batch.example_ids, device=device)]
         rewards, seq_kl = kl_penalty(reference, batch, action_mask, kl, pc.temperature)

@@ -25,7 +25,8 @@ machine):
   penalty then takes more than that pays). With ``--rl-bleu linear`` the reward's BLEU is the env's
   ``LinearBLEU`` (``bleu_point``): what an output adds to corpus BLEU (the score reported), to first order
   at the mean per-sentence BLEU statistics of the snapshot's greedy valid outputs, instead of its
-  sentence BLEU.
+  sentence BLEU; with ``--rl-bleu moving`` that point then moves after each update to the statistics of
+  its rollout (``PPOConfig.relinearise_bleu``).
 
 With ``--ema DECAY ...``, exponential moving averages of the weights are kept beside the last weights
 (updated each step, inside the budget); each arm's MLE weights (the MLE arm's at the end, the RL arm's at its
@@ -105,10 +106,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rl-length-weight", type=float, default=0.0,
                         help="multi30k: weight of the env's length penalty (-|c - r|/r per episode) beside the "
                              "instant BLEU in the RL phase (reward 'mixed'); 0: instant BLEU alone")
-    parser.add_argument("--rl-bleu", default="sentence", choices=["sentence", "linear"],
-                        help="multi30k: the RL phase's BLEU reward: 'sentence' (sentence BLEU) or 'linear' (the env's "
+    parser.add_argument("--rl-bleu", default="sentence", choices=["sentence", "linear", "moving"],
+                        help="multi30k: the RL phase's BLEU reward: 'sentence' (sentence BLEU), 'linear' (the env's "
                              "LinearBLEU: what an output adds to corpus BLEU, linearised at the mean per-sentence "
-                             "BLEU statistics of the RL arm's start on valid)")
+                             "BLEU statistics of the RL arm's start on valid) or 'moving' (LinearBLEU from that "
+                             "point, re-linearised after each update at its rollout's statistics)")
     parser.add_argument("--classifier", default=None, help="sst2: classifier folder (default: $IR_SST2_CLASSIFIER)")
     parser.add_argument("--sst2-reward", default="classifier", choices=["classifier", "vader"])
     parser.add_argument("--sst2-mle-minutes", type=float, default=8.0)
@@ -297,10 +299,11 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
                                                    "test": length_ratio(test_hyps_snap, refs["test"])}}
         print(f"MLE snapshot at {snapshot_at / 60:g} min (step {step}): valid {valid_snap:.2f}, test {test_snap:.2f}", flush=True)
         ppo = PPOConfig(algo=args.rl_algo, learning_rate=args.rl_lr, num_envs=args.rl_envs, temperature=args.rl_temperature,
-                        mle_coef=args.rl_mle_coef, length_groups=args.rl_length_groups)
+                        mle_coef=args.rl_mle_coef, length_groups=args.rl_length_groups,
+                        relinearise_bleu=args.rl_bleu == "moving")
         reward = ({"reward": "mixed", "reward_weights": {"instant": 1.0, "length": args.rl_length_weight}}
                   if args.rl_length_weight else {})
-        if args.rl_bleu == "linear":  # linearised where the RL arm starts, on the split that chooses weights
+        if args.rl_bleu != "sentence":  # linearised where the RL arm starts, on the split that chooses weights
             stats = bleu_statistics(valid_hyps_snap, refs["valid"])
             point = stats.mean(axis=0)
             point[2:6] = np.maximum(point[2:6], 1 / len(stats))  # an order never matched counts as matched once
@@ -508,7 +511,8 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
     if "bleu_point" in r.get("mle_snapshot", {}):
         point = ", ".join(f"{x:.2f}" for x in r["mle_snapshot"]["bleu_point"])
         lines += [f"- the RL reward's BLEU: `LinearBLEU` at the snapshot's mean per-sentence valid statistics "
-                  f"(output and reference length, 1- to 4-gram matches, 1- to 4-gram totals): {point}"]
+                  f"(output and reference length, 1- to 4-gram matches, 1- to 4-gram totals): {point}"
+                  + ("; re-linearised after each update at its rollout's statistics" if a.get("rl_bleu") == "moving" else "")]
     if r.get("mle_rl", {}).get("rl_curve"):
         curve = r["mle_rl"]["rl_curve"]
         tenth = max(1, len(curve) // 10)
@@ -527,7 +531,7 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
 
 
 def _bleu_label(a: dict[str, Any]) -> str:
-    return "linearised corpus BLEU" if a.get("rl_bleu") == "linear" else "BLEU"
+    return {"linear": "linearised corpus BLEU", "moving": "corpus BLEU linearised at each rollout"}.get(a.get("rl_bleu"), "BLEU")
 
 
 def _ema_sentence(a: dict[str, Any]) -> str:

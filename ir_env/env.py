@@ -187,6 +187,17 @@ class InstantRewardEnv(gym.Env):
         """Change the shaping weights from the next step on, e.g. ``{"instant": 0.7, "sparse": 0.3}``."""
         self.shaping.set_weights(weights)
 
+    def set_bleu_point(self, point) -> None:
+        """Move the ``LinearBLEU`` metric of a task built with ``bleu_point=`` to a new linearisation point
+        (``ir_env.rewards.bleu.POINT_FIELDS``). Call it between episodes: a row in mid-episode would be paid
+        by two points."""
+        from ir_env.rewards.bleu import LinearBLEU
+
+        metric = self.episodes.metric
+        if not isinstance(metric, LinearBLEU):
+            raise ValueError(f"set_bleu_point needs a BLEU task built with bleu_point=..., not metric {metric.name!r}")
+        metric.set_point(point)
+
     def get_reward_weights(self) -> dict[str, float]:
         """The current shaping weights of every part."""
         return dict(self.shaping.weights)

@@ -144,3 +144,46 @@ def test_multi30k_env_pays_linear_bleu_instantly_and_batched_equals_scalar():
                 assert out_b[4]["final_info"]["score"][i] == pytest.approx(expected, abs=1e-9)
                 returns[i], outputs[i], checked = 0.0, [], checked + 1
     assert checked > 30
+
+
+@settings(max_examples=50, deadline=None)
+@given(refs=st.lists(token_lists, min_size=1, max_size=4), data=st.data())
+def test_bleu_point_of_outputs_is_the_mean_of_sacrebleu_statistics(refs, data):
+    from ir_env.rewards.bleu import bleu_point_of
+
+    n = data.draw(st.integers(1, 5))
+    example_ids = np.array(data.draw(st.lists(st.integers(0, len(refs) - 1), min_size=n, max_size=n)))
+    outputs = [data.draw(st.lists(st.integers(FIRST_WORD, FIRST_WORD + 7), min_size=1, max_size=10)) for _ in range(n)]
+    tokens = np.zeros((n, 12), dtype=np.int64)
+    for i, out in enumerate(outputs):
+        tokens[i, : len(out)] = out
+    point = bleu_point_of(make_examples(refs), example_ids, tokens, np.array([len(o) for o in outputs]))
+    expected = np.mean([statistics(o, refs[e]) for o, e in zip(outputs, example_ids)], axis=0)
+    expected[2:6] = np.maximum(expected[2:6], 1 / n)  # an order nothing matched counts as matched once
+    assert point == pytest.approx(expected, abs=1e-12)
+
+
+def test_moving_the_point_equals_a_metric_built_there_and_non_linear_envs_refuse_it():
+    from ir_env import BatchedInstantRewardEnv
+
+    refs = [[5, 6, 7, 8, 9], [9, 9, 5]]
+    moved, fresh = LinearBLEU(make_examples(refs), 2, SHORT_POINT), LinearBLEU(make_examples(refs), 2, LONG_POINT)
+    moved.set_point(LONG_POINT)
+    rows = np.arange(2)
+    for metric in (moved, fresh):
+        metric.reset(rows, np.array([0, 1]))
+    for a, b in zip([5, 6, 11, 8], [9, 9, 5, 5]):
+        assert np.array_equal(moved.push(rows, np.array([a, b])), fresh.push(rows, np.array([a, b])))
+    env = BatchedInstantRewardEnv(num_envs=2, task="translation")
+    with pytest.raises(ValueError, match="set_bleu_point needs a BLEU task built with bleu_point"):
+        env.set_bleu_point(LONG_POINT)
+
+
+def test_trainer_refuses_relinearise_without_a_bleu_point(tmp_path):
+    from agents.ppo import PPOConfig
+    from agents.trainer import RunConfig, train
+
+    config = RunConfig(task="translation", model="tiny", total_tokens=100, out=str(tmp_path / "run"), progress=False,
+                       ppo=PPOConfig(num_envs=4, relinearise_bleu=True))  # fmt: skip
+    with pytest.raises(ValueError, match="relinearise_bleu needs a BLEU task built with bleu_point"):
+        train(config)

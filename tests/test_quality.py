@@ -30,13 +30,13 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
     rl_runs, rl_from = [], quality.rl_from
 
     def recording_rl_from(*args, **run):
-        rl_runs.append(run)
+        rl_runs.append({**run, "ppo": args[5]})
         return rl_from(*args, **run)
 
     monkeypatch.setattr(quality, "rl_from", recording_rl_from)
     main(["--parts", "multi30k", "--model", "tiny", "--minutes", "0.12", "--rl-minutes", "0.04",
           "--eval-minutes", "0.04", "--rl-envs", "16", "--threads", "1", "--ema", "0.998", "0.9",
-          "--rl-length-weight", "0.5", "--rl-bleu", "linear", "--out", str(tmp_path)])
+          "--rl-length-weight", "0.5", "--rl-bleu", "moving", "--out", str(tmp_path)])
     assert [(run["reward"], run["reward_weights"]) for run in rl_runs] == [("mixed", {"instant": 1.0, "length": 0.5})]
     point = rl_runs[0]["task_kwargs"]["bleu_point"]  # LinearBLEU at the snapshot's mean valid statistics
     assert len(point) == 10 and all(x > 0 for x in point) and point[2] <= point[6]
@@ -73,7 +73,8 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
     assert f"{r['mle']['test_bleu']:.2f}" in text
     assert f"- test: {gain['test']['delta']:+.2f} BLEU, [" in text
     assert ", + 0.5 x length penalty)" in text
-    assert snap["bleu_point"] == point and "| MLE + RL (rloo, instant linearised corpus BLEU, " in text
+    assert snap["bleu_point"] == point and "| MLE + RL (rloo, instant corpus BLEU linearised at each rollout, " in text
+    assert [run["ppo"].relinearise_bleu for run in rl_runs] == [True]
     assert "- the RL reward's BLEU: `LinearBLEU` at the snapshot's mean per-sentence valid statistics" in text
     assert all(0.0 < snap["length_ratio"][split] < 3.0 for split in ("valid", "test"))
     assert f"length ratio {snap['length_ratio']['valid']:.3f} (valid)" in text

@@ -275,6 +275,11 @@ class LinearBLEU(IncrementalBLEU):
 
     def __init__(self, examples: Examples, num_rows: int, point):
         super().__init__(examples, num_rows)
+        self.set_point(point)
+
+    def set_point(self, point) -> None:
+        """Linearise at ``point`` from now on. Every row's Phi changes with it, so call it between episodes
+        (a row in mid-episode would be paid by two points, and its instant rewards would not sum to its score)."""
         self.point = check_bleu_point(point)
         c, r = self.point[0], self.point[1]
         correct, total = self.point[2:6], self.point[6:10]
@@ -302,3 +307,21 @@ def _point_bleu(correct: np.ndarray, total: np.ndarray, sys_len: float, ref_len:
     """BLEU / 100 of a point's statistics (every order matched, so no smoothing applies)."""
     log_bp = min(1.0 - ref_len / sys_len, 0.0)
     return float(np.exp(np.mean(np.log(correct / total)) + log_bp))
+
+
+def bleu_point_of(examples: Examples, example_ids: np.ndarray, tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The mean per-sentence BLEU statistics (``POINT_FIELDS``) of N finished outputs, as the env counts them
+    (a reference UNK matches nothing): output ``i`` is ``tokens[i, :lengths[i]]`` (no EOS) against the
+    reference of ``example_ids[i]``. An n-gram order that nothing matched counts as matched once in the N
+    outputs, so that the result is a valid ``bleu_point``."""
+    n = len(example_ids)
+    metric = IncrementalBLEU(examples, n)
+    metric.reset(np.arange(n), np.asarray(example_ids, dtype=np.int64))
+    lengths = np.asarray(lengths, dtype=np.int64)
+    for t in range(int(lengths.max(initial=0))):
+        rows = np.flatnonzero(lengths > t)
+        metric.push(rows, tokens[rows, t])
+    totals = np.maximum(metric.length[None, :] - np.arange(MAX_ORDER)[:, None], 0)
+    point = np.concatenate([[metric.length.mean(), metric.ref_len.mean()], metric.correct.mean(axis=1), totals.mean(axis=1)])
+    point[2:6] = np.maximum(point[2:6], 1 / n)
+    return point
