@@ -95,7 +95,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         num_minibatches=args.minibatches, ent_coef=args.ent_coef, temperature=args.temperature, kl_coef=args.kl_coef,
         kl_target=args.kl_target, rloo_k=args.rloo_k, schedule=args.schedule, weights_start=args.weights_start or {},
         weights_end=args.weights_end or {}, adaptive_target=args.adaptive_target, anneal_lr=args.anneal_lr,
-        mle_coef=args.mle_coef, length_groups=args.length_groups,
+        mle_coef=args.mle_coef, length_groups=args.length_groups, relinearise_bleu=args.relinearise_bleu,
     )
     config = RunConfig(
         task=args.task, reward=args.reward, reward_weights=args.reward_weights, seed=args.seed,
@@ -256,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--rloo-k", type=int, default=4)
     train.add_argument("--mle-coef", type=float, default=0.0,
                        help="weight of a maximum-likelihood term on the references during RL (0: off)")
+    train.add_argument("--relinearise-bleu", action="store_true",
+                       help="with --task-kwargs '{\"bleu_point\": [...]}' (LinearBLEU, linearised corpus BLEU): move the "
+                            "point to each rollout's own BLEU statistics after every update")
     train.add_argument("--schedule", default="constant", choices=SCHEDULES, help="how the shaping weights move")
     train.add_argument("--weights-start", type=_json_dict, default=None)
     train.add_argument("--weights-end", type=_json_dict, default=None)
