@@ -75,7 +75,8 @@ class PPOConfig:
     """On a BLEU task built with ``bleu_point=`` (``LinearBLEU``, linearised corpus BLEU): after each
     update's rollout, move the point to the mean BLEU statistics of that rollout's outputs, so that the
     reward stays the first-order change of corpus BLEU where the policy now is (a fixed point goes stale
-    as the policy moves: past the references' length it still pays the brevity penalty's slope)."""
+    as the policy moves: past the references' length it still pays the brevity penalty's slope). The
+    logged ``score`` is then each update's LinearBLEU at that update's own point, not one fixed scale."""
     clip_coef: float = 0.2
     """PPO's ratio clipping range."""
     clip_vloss: bool = False
