@@ -180,6 +180,14 @@ class EpisodeBatch:
         self.phi = np.where(done, 0.0, phi_next)
         return StepResult(reward=reward, done=done, parts=parts, potential=self.phi.copy(), score=score)
 
+    def set_bleu_point(self, point) -> None:
+        """Move the ``LinearBLEU`` metric to a new point (the envs' ``set_bleu_point``)."""
+        from ir_env.rewards.bleu import LinearBLEU
+
+        if not isinstance(self.metric, LinearBLEU):
+            raise ValueError(f"set_bleu_point needs a BLEU task built with bleu_point=..., not metric {self.metric.name!r}")
+        self.metric.set_point(point)
+
     def source(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         """(k, S) source ids of ``rows`` (a fresh array)."""
         return self.sources[rows].copy() if isinstance(rows, slice) else self.sources[rows]

@@ -177,12 +177,7 @@ class BatchedInstantRewardEnv(VectorEnv):
         """Move the ``LinearBLEU`` metric of a task built with ``bleu_point=`` to a new linearisation point
         (``ir_env.rewards.bleu.POINT_FIELDS``). Call it between episodes: a row in mid-episode would be paid
         by two points."""
-        from ir_env.rewards.bleu import LinearBLEU
-
-        metric = self.episodes.metric
-        if not isinstance(metric, LinearBLEU):
-            raise ValueError(f"set_bleu_point needs a BLEU task built with bleu_point=..., not metric {metric.name!r}")
-        metric.set_point(point)
+        self.episodes.set_bleu_point(point)
 
     def get_reward_weights(self) -> dict[str, float]:
         """The current shaping weights of every part."""
