@@ -304,9 +304,9 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
         reward = ({"reward": "mixed", "reward_weights": {"instant": 1.0, "length": args.rl_length_weight}}
                   if args.rl_length_weight else {})
         if args.rl_bleu != "sentence":  # linearised where the RL arm starts, on the split that chooses weights
-            stats = bleu_statistics(valid_hyps_snap, refs["valid"])
-            point = stats.mean(axis=0)
-            point[2:6] = np.maximum(point[2:6], 1 / len(stats))  # an order never matched counts as matched once
+            from ir_env.rewards.bleu import mean_bleu_point
+
+            point = mean_bleu_point(bleu_statistics(valid_hyps_snap, refs["valid"]))
             result["mle_snapshot"]["bleu_point"] = point.tolist()
             reward["task_kwargs"] = {"bleu_point": point.tolist()}
         summary = rl_from(model, model, task.name, args, args.rl_minutes, ppo, eval_examples=256, **reward)

@@ -322,6 +322,12 @@ def bleu_point_of(examples: Examples, example_ids: np.ndarray, tokens: np.ndarra
         rows = np.flatnonzero(lengths > t)
         metric.push(rows, tokens[rows, t])
     totals = np.maximum(metric.length[None, :] - np.arange(MAX_ORDER)[:, None], 0)
-    point = np.concatenate([[metric.length.mean(), metric.ref_len.mean()], metric.correct.mean(axis=1), totals.mean(axis=1)])
-    point[2:6] = np.maximum(point[2:6], 1 / n)
+    return mean_bleu_point(np.column_stack([metric.length, metric.ref_len, metric.correct.T, totals.T]))
+
+
+def mean_bleu_point(statistics: np.ndarray) -> np.ndarray:
+    """The ``bleu_point`` of (N, 10) per-sentence BLEU statistics (``POINT_FIELDS`` order): their mean, with an
+    n-gram order that nothing matched counted as matched once in the N sentences."""
+    point = np.asarray(statistics, dtype=np.float64).mean(axis=0)
+    point[2:6] = np.maximum(point[2:6], 1 / len(statistics))
     return point
