@@ -285,6 +285,8 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
     valid_mle, _, valid_hyps_mle = corpus_bleu(model, task, "valid", refs["valid"])
     test_mle, signature, test_hyps_mle = corpus_bleu(model, task, "test", refs["test"])
     result["signature"] = signature
+    save_outputs(args.out, "mle", {"valid": valid_hyps_mle, "test": test_hyps_mle})
+    result["outputs"] = f"{OUTPUTS_DIR}/: the greedy outputs of each arm, one sentence a line (not committed)"
     result["mle"] = {"valid_bleu": valid_mle, "test_bleu": test_mle, "test_examples": test_hyps_mle[:5], **chosen}
     print(f"MLE {args.minutes:g} min ({len(losses)} steps): valid {valid_mle:.2f}, test {test_mle:.2f}  [{signature}]",
           flush=True)
@@ -293,6 +295,7 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
         model.load_state_dict(snapshot)
         valid_snap, _, valid_hyps_snap = corpus_bleu(model, task, "valid", refs["valid"])
         test_snap, _, test_hyps_snap = corpus_bleu(model, task, "test", refs["test"])
+        save_outputs(args.out, "mle_snapshot", {"valid": valid_hyps_snap, "test": test_hyps_snap})
         result["mle_snapshot"] = {"step": step, "minutes": snapshot_at / 60, "valid_bleu": valid_snap,
                                   "test_bleu": test_snap, **snapshot_choice,
                                   "length_ratio": {"valid": length_ratio(valid_hyps_snap, refs["valid"]),
@@ -312,6 +315,7 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
         summary = rl_from(model, model, task.name, args, args.rl_minutes, ppo, eval_examples=256, **reward)
         valid_rl, _, valid_hyps_rl = corpus_bleu(model, task, "valid", refs["valid"])
         test_rl, _, hyps = corpus_bleu(model, task, "test", refs["test"])
+        save_outputs(args.out, "mle_rl", {"valid": valid_hyps_rl, "test": hyps})
         gain = {"valid": paired_bleu(valid_hyps_mle, valid_hyps_rl, refs["valid"], seed=args.seed),
                 "test": paired_bleu(test_hyps_mle, hyps, refs["test"], seed=args.seed)}
         result["mle_rl"] = {"valid_bleu": valid_rl, "test_bleu": test_rl, "rl_updates": summary["updates"],
@@ -320,6 +324,18 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
         print(f"MLE {snapshot_at / 60:g} min + RL {args.rl_minutes:g} min ({summary['tokens']} tokens): "
               f"valid {valid_rl:.2f}, test {test_rl:.2f}", flush=True)
     return result
+
+
+OUTPUTS_DIR = "multi30k_outputs"
+
+
+def save_outputs(out: str | Path, arm: str, outputs: dict[str, list[str]]) -> None:
+    """Write an arm's greedy outputs to ``<out>/multi30k_outputs/<arm>.<split>.txt``, one sentence a line, in
+    the split's order: for sentence-level comparisons of the arms after the run (e.g. where RL gains)."""
+    folder = Path(out) / OUTPUTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, hyps in outputs.items():
+        (folder / f"{arm}.{split}.txt").write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
 
 
 def sample_outputs(model, task, split: str, samples: int, seed: int) -> tuple[list[list[int]], np.ndarray, list[bool]]:
@@ -527,6 +543,8 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
     lines += ["", "Valid BLEU during the MLE run (the raw weights of that moment):", "", "| training minutes | step | loss | valid BLEU |", "|---|---|---|---|"]
     lines += [f"| {c['minutes']:.1f} | {c['step']} | {c['loss']:.3f} | {c['valid_bleu']:.2f} |" for c in r["valid_curve"]]
     lines += ["", "First test2016 outputs (MLE):", ""] + [f"- {h}" for h in r["mle"]["test_examples"]] + [""]
+    if r.get("outputs"):
+        lines += [f"All greedy outputs: {r['outputs']}, beside the run's quality.json.", ""]
     return lines
 
 

@@ -65,6 +65,16 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
         assert gain[split]["low"] <= gain[split]["high"] and 0.0 <= gain[split]["p_not_better"] <= 1.0
     assert r["valid_curve"] and all(c["minutes"] >= 0.04 for c in r["valid_curve"])
     assert len(r["mle"]["test_examples"]) == 5 and all(isinstance(h, str) for h in r["mle"]["test_examples"])
+    outputs = {  # every arm's greedy outputs, one line per sentence of the split
+        (arm, split): (tmp_path / "multi30k_outputs" / f"{arm}.{split}.txt").read_text(encoding="utf-8").split("\n")
+        for arm in ("mle", "mle_snapshot", "mle_rl") for split in ("valid", "test")
+    }
+    assert {key: (len(lines), lines[-1]) for key, lines in outputs.items()} == {
+        (arm, split): (size + 1, "") for (arm, split) in outputs for size in [{"valid": 1014, "test": 1000}[split]]
+    }
+    assert outputs["mle", "test"][:5] == r["mle"]["test_examples"]
+    assert outputs["mle_rl", "test"][:5] == r["mle_rl"]["test_examples"]
+    assert "All greedy outputs: multi30k_outputs/" in (tmp_path / "quality.md").read_text()
     text = (tmp_path / "quality.md").read_text()
     assert "## Multi30k en->de (test2016)" in text and "| MLE + RL (rloo" in text
     assert "moving averages of the weights (decays 0.9, 0.998;" in text
