@@ -10,7 +10,8 @@ Reads the greedy outputs ``benchmarks.quality`` writes to ``RUN_OUT/multi30k_out
   exactly into its parts: log BLEU = log BP + (1/4) sum_n (log matches_n - log totals_n), so the change is the
   brevity penalty's part plus, for each n-gram order, what more (or fewer) matches and what more (or fewer)
   output n-grams contributed;
-- how many sentences' outputs differ between the arms, and how many of those gained or lost sentence BLEU;
+- how many sentences' outputs differ between the arms, and how many of those gained or lost BLEU (the corpus
+  formula on the one sentence);
 - the BLEU change within thirds of the split by reference length.
 
 A question it answers: does RL gain on one split and not on the other through the brevity penalty, through
@@ -29,11 +30,21 @@ from benchmarks.corpus_bleu import bleu_of_statistics, bleu_statistics
 
 ARMS = ("mle", "mle_snapshot", "mle_rl")
 SPLITS = {"valid": "valid", "test": "test2016"}
+OUTPUTS_DIR = "multi30k_outputs"
+
+
+def save_outputs(out: str | Path, arm: str, outputs: dict[str, list[str]]) -> None:
+    """Write an arm's greedy outputs to ``<out>/multi30k_outputs/<arm>.<split>.txt``, one sentence a line, in
+    the split's order (``benchmarks.quality`` calls this; ``read_outputs`` reads them back)."""
+    folder = Path(out) / OUTPUTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, hyps in outputs.items():
+        (folder / f"{arm}.{split}.txt").write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
 
 
 def read_outputs(run_out: Path, arm: str, split: str, size: int) -> list[str]:
     """An arm's outputs on a split, one per line; a missing file or a wrong line count is an error naming it."""
-    path = run_out / "multi30k_outputs" / f"{arm}.{split}.txt"
+    path = run_out / OUTPUTS_DIR / f"{arm}.{split}.txt"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no outputs of arm {arm!r} on {split} (written by benchmarks.quality "
                                 f"from commit 4641b32 on)")
@@ -92,7 +103,7 @@ def report(run_out: Path, arm_a: str, arm_b: str, references: dict[str, list[str
         (ba, bb), (la, lb) = c["bleu"], c["length"]
         lines += [f"## {name}", "",
                   f"BLEU {ba:.2f} -> {bb:.2f} ({bb - ba:+.2f}); output/reference length {la:.3f} -> {lb:.3f}; "
-                  f"{c['changed']} of {c['sentences']} outputs differ: {c['better']} gain sentence BLEU, "
+                  f"{c['changed']} of {c['sentences']} outputs differ: {c['better']} gain BLEU on their own, "
                   f"{c['worse']} lose it", "",
                   f"Change of log BLEU, {c['log_change']:+.4f}, by part (they sum to it):", "",
                   "| part | change of log BLEU |", "|---|---|"]

@@ -38,6 +38,7 @@ because the task lower-cases both sides; the signature is in the results file), 
 spaces; sacrebleu's 13a tokenisation of that gives back the task's tokens, so no detokeniser is involved.
 The MLE + RL arm's difference from the MLE arm on each split comes with a paired bootstrap over sentences
 (``benchmarks.corpus_bleu.paired_bleu``: 1,000 resampled test sets, a 95% interval and the share of resamples where RL is not better).
+Every arm's greedy outputs are written to ``<out>/multi30k_outputs/`` for ``benchmarks.compare_outputs``.
 
 **squad**: a model trained from scratch by maximum likelihood for ``--squad-minutes`` on ``matching:squad``
 (question + context window -> answer), greedy test F1 and exact match.
@@ -66,6 +67,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.compare_outputs import OUTPUTS_DIR, save_outputs
 from benchmarks.corpus_bleu import (
     bleu_statistics,
     corpus_bleu,
@@ -88,29 +90,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--warmup", type=int, default=400)
     parser.add_argument("--dropout", type=float, default=0.1, help="multi30k and squad: dropout of the MLE model")
     parser.add_argument("--ema", type=float, nargs="*", default=[], metavar="DECAY",
-                        help="multi30k: decays of exponential moving averages of the weights "
-                             "(agents.supervised.WeightAverage), kept beside the last weights; each MLE arm is "
-                             "scored with whichever of them has the best valid BLEU (test is never used to choose), "
-                             "all of them reported. None (default): the last weights. At 0.998 an 8-minute tiny run "
-                             "scored worse averaged (valid 10.4 against 16.7): the average lags a model that is still "
-                             "improving fast")
+                        help="multi30k: decays of moving averages of the weights (agents.supervised.WeightAverage) "
+                             "kept beside the last weights; each MLE arm is scored with whichever has the best valid "
+                             "BLEU (test never chooses), all reported. None (default): the last weights")
     parser.add_argument("--rl-algo", default="rloo", choices=["ppo", "reinforce", "rloo"])
     parser.add_argument("--rl-lr", type=float, default=1e-5)
     parser.add_argument("--rl-temperature", type=float, default=0.5)
     parser.add_argument("--rl-envs", type=int, default=256)
     parser.add_argument("--rl-length-groups", type=int, default=1,
-                        help="multi30k: PPOConfig.length_groups of the RL phase (the same update in passes over "
-                             "sequences of similar length: 1.4x faster updates at 2-4, benchmarks.length_groups)")
+                        help="multi30k: PPOConfig.length_groups of the RL phase (1.4x faster updates at 2-4)")
     parser.add_argument("--rl-mle-coef", type=float, default=0.0,
                         help="multi30k: weight of a maximum-likelihood term on the references in the RL phase")
     parser.add_argument("--rl-length-weight", type=float, default=0.0,
                         help="multi30k: weight of the env's length penalty (-|c - r|/r per episode) beside the "
                              "instant BLEU in the RL phase (reward 'mixed'); 0: instant BLEU alone")
     parser.add_argument("--rl-bleu", default="sentence", choices=["sentence", "linear", "moving"],
-                        help="multi30k: the RL phase's BLEU reward: 'sentence' (sentence BLEU), 'linear' (the env's "
-                             "LinearBLEU: what an output adds to corpus BLEU, linearised at the mean per-sentence "
-                             "BLEU statistics of the RL arm's start on valid) or 'moving' (LinearBLEU from that "
-                             "point, re-linearised after each update at its rollout's statistics)")
+                        help="multi30k: the RL phase's BLEU reward: 'sentence' BLEU, 'linear' (LinearBLEU at the "
+                             "RL arm's start, see above) or 'moving' (re-linearised after each update)")
     parser.add_argument("--classifier", default=None, help="sst2: classifier folder (default: $IR_SST2_CLASSIFIER)")
     parser.add_argument("--sst2-reward", default="classifier", choices=["classifier", "vader"])
     parser.add_argument("--sst2-mle-minutes", type=float, default=8.0)
@@ -324,18 +320,6 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
         print(f"MLE {snapshot_at / 60:g} min + RL {args.rl_minutes:g} min ({summary['tokens']} tokens): "
               f"valid {valid_rl:.2f}, test {test_rl:.2f}", flush=True)
     return result
-
-
-OUTPUTS_DIR = "multi30k_outputs"
-
-
-def save_outputs(out: str | Path, arm: str, outputs: dict[str, list[str]]) -> None:
-    """Write an arm's greedy outputs to ``<out>/multi30k_outputs/<arm>.<split>.txt``, one sentence a line, in
-    the split's order: for sentence-level comparisons of the arms after the run (e.g. where RL gains)."""
-    folder = Path(out) / OUTPUTS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, hyps in outputs.items():
-        (folder / f"{arm}.{split}.txt").write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
 
 
 def sample_outputs(model, task, split: str, samples: int, seed: int) -> tuple[list[list[int]], np.ndarray, list[bool]]:
