@@ -26,7 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.corpus_bleu import bleu_of_statistics, bleu_statistics
+from benchmarks.corpus_bleu import (
+    bleu_of_statistics,
+    bleu_statistics,
+    multi30k_references,
+)
 
 ARMS = ("mle", "mle_snapshot", "mle_rl")
 SPLITS = {"valid": "valid", "test": "test2016"}
@@ -74,15 +78,16 @@ def compare(a: list[str], b: list[str], references: list[str]) -> dict:
     sa, sb = bleu_statistics(a, references), bleu_statistics(b, references)
     ta, tb = sa.sum(axis=0), sb.sum(axis=0)
     pa, pb = log_bleu_parts(ta), log_bleu_parts(tb)
+    bleu_a, bleu_b = bleu_of_statistics(ta), bleu_of_statistics(tb)
     changed = np.array([x != y for x, y in zip(a, b)])
     sentence_a = np.array([bleu_of_statistics(row) for row in sa[changed]])
     sentence_b = np.array([bleu_of_statistics(row) for row in sb[changed]])
     thirds = np.array_split(np.argsort(sa[:, 1], kind="stable"), 3)  # by reference length
     return {
-        "bleu": (bleu_of_statistics(ta), bleu_of_statistics(tb)),
+        "bleu": (bleu_a, bleu_b),
         "length": (ta[0] / ta[1], tb[0] / tb[1]),
         "parts": {k: pb[k] - pa[k] for k in pa},
-        "log_change": float(np.log(bleu_of_statistics(tb) / bleu_of_statistics(ta))),
+        "log_change": float(np.log(bleu_b / bleu_a)),
         "sentences": len(a),
         "changed": int(changed.sum()),
         "better": int((sentence_b > sentence_a).sum()),
@@ -124,11 +129,7 @@ def main(argv: list[str] | None = None) -> str:
     args = parser.parse_args(argv)
     if args.data_dir is not None:
         os.environ["IR_DATA_DIR"] = str(Path(args.data_dir).resolve())
-    from ir_env.tasks.data import read_multi30k
-    from ir_env.tasks.real import MULTI30K_FILES
-
-    references = {split: [de for _, de in read_multi30k(None, MULTI30K_FILES[split])] for split in SPLITS}
-    text = report(args.run_out, args.a, args.b, references)
+    text = report(args.run_out, args.a, args.b, multi30k_references())
     print(text)
     return text
 

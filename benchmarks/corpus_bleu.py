@@ -7,6 +7,14 @@ from __future__ import annotations
 import numpy as np
 
 
+def multi30k_references() -> dict[str, list[str]]:
+    """The raw German references of Multi30k valid and test2016, in the splits' order (from ``$IR_DATA_DIR``)."""
+    from ir_env.tasks.data import read_multi30k
+    from ir_env.tasks.real import MULTI30K_FILES
+
+    return {split: [de for _, de in read_multi30k(None, MULTI30K_FILES[split])] for split in ("valid", "test")}
+
+
 def corpus_bleu(model, task, split: str, references: list[str], batch_size: int = 200) -> tuple[float, str, list[str]]:
     """Greedy corpus BLEU of ``model`` on ``split``: (score, sacrebleu signature, hypotheses)."""
     import sacrebleu

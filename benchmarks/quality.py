@@ -72,6 +72,7 @@ from benchmarks.corpus_bleu import (
     bleu_statistics,
     corpus_bleu,
     length_ratio,
+    multi30k_references,
     paired_bleu,
 )
 from benchmarks.machine import machine_description
@@ -225,12 +226,11 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
     from agents.model import ModelConfig, PolicyModel
     from agents.ppo import PPOConfig
     from agents.supervised import mle_train
-    from ir_env.tasks.data import read_multi30k
-    from ir_env.tasks.real import MULTI30K_FILES, Multi30kTask
+    from ir_env.tasks.real import Multi30kTask
 
     torch.manual_seed(args.seed)
     task = Multi30kTask()
-    refs = {split: [de for _, de in read_multi30k(None, MULTI30K_FILES[split])] for split in ("valid", "test")}
+    refs = multi30k_references()
     config = ModelConfig.preset(args.model, len(task.vocab), task.max_source_len, task.max_generation_len,
                                 dropout=args.dropout)
     model = PolicyModel(config)
