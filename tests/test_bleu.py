@@ -119,3 +119,20 @@ def test_a_reference_unk_is_matched_by_nothing_not_even_an_output_unk():
     oov = 10**6  # an id no output holds, standing for the real word
     assert got < 1.0
     assert got == pytest.approx(sacre(ref, [FIRST_WORD, oov, FIRST_WORD + 1, FIRST_WORD + 2]), abs=1e-9)
+
+
+def test_references_too_long_for_32_bit_trie_keys_use_64_bit_keys():
+    """A trie key holds its parent's slot beside the token: past about 26,000 distinct n-grams in one reference
+    the slots need more than 17 bits, and the tables switch to 64-bit keys with the same scores."""
+    rng = np.random.default_rng(0)
+    ref = rng.integers(FIRST_WORD, 30_000, 7_000).tolist()
+    short = [ref[:50]]
+    assert bleu_module._tables_for(make_examples(short)).key.dtype == np.uint32
+    metric = IncrementalBLEU(make_examples([ref]), 1)
+    assert metric.tables.key.dtype == np.uint64
+    metric.reset(np.array([0]), np.array([0]))
+    hyp = [t if rng.random() < 0.7 else int(rng.integers(FIRST_WORD, 30_000)) for t in ref[:3_000]]
+    for i, tok in enumerate(hyp):
+        value = metric.push(np.array([0]), np.array([tok]))[0]
+        if i in (0, 9, 999, 2_999):
+            assert value == pytest.approx(sacre(hyp[: i + 1], ref), abs=1e-9)

@@ -8,11 +8,14 @@ reference length but no output token matches it (not even UNK), as the real word
 
 How a token is scored in O(1): every reference n-gram of every example sits, with its count, in the
 example's small hash table (``ExampleHashTables``, built once per split and shared by every env reading
-it). Each row keeps its last 1..4 tokens packed into 64-bit keys (15 bits a token, the order in the top
-bits). A push looks up the row's four new n-grams in its example's table and clips matches with a per-row
-counter per table slot, exactly like BLEU's clipped counts; the score then comes from the four clipped
-counts and the length through tables of logarithms. The push is one loop over the rows compiled with numba
-(a dozen numpy passes over (4, N) arrays cost several times more at N = 1024).
+it), keyed as a trie: an n-gram's key is (the slot of its first n - 1 words' entry, its last word), and a
+unigram's parent is the root. Each row keeps, per order, the slot of the n-gram that ended at its last
+token (or none), so a push looks up each new n-gram from its parent's slot and the new token alone. The
+keys fit in 32 bits (15 for the token, the rest for the parent slot) for references up to thousands of
+tokens, which halves the bytes a lookup reads at random against packed 64-bit n-grams. Matches are
+clipped with a per-row counter per table slot, exactly like BLEU's clipped counts; the score then comes
+from the four clipped counts and the length through tables of logarithms. The push is one loop over the
+rows compiled with numba (a dozen numpy passes over (4, N) arrays cost several times more at N = 1024).
 """
 
 from __future__ import annotations
@@ -23,19 +26,24 @@ import numba
 import numpy as np
 
 from ir_env.rewards.base import PrefixMetric
-from ir_env.rewards.tables import ExampleHashTables, probe
+from ir_env.rewards.tables import COUNT_MAX, ExampleHashTables, probe
 from ir_env.tasks.base import Examples
 from ir_env.tokenizer import UNK
 
 MAX_ORDER = 4
-TOKEN_BITS = 15  # four 15-bit ids and the order (bits 60-62) pack into one 64-bit key
+TOKEN_BITS = 15  # a trie key is (parent slot + 2) << 15 | token; packed n-grams used 4 x 15 bits + the order
 MAX_TOKEN_ID = (1 << TOKEN_BITS) - 1
 _ORDER_TAG = np.array([n << 60 for n in range(1, MAX_ORDER + 1)], dtype=np.uint64)  # key 0 = empty slot
 _SHIFT = np.uint64(TOKEN_BITS)
+_ROOT = -1  # the parent "slot" of a unigram
+_NONE = -2  # no n-gram of the reference ended here
 
 
 def _reference_keys(examples: Examples) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct (example, n-gram key) pairs of all reference n-grams, n <= 4, with their counts."""
+    """Distinct (example, packed n-gram) pairs of all reference n-grams, n <= 4, with their counts.
+
+    A packed n-gram holds its n token ids (15 bits each) and its order (bits 60-62). The tables are sized
+    from these; tests check the tables' counts against them."""
     ref, ref_len = examples.reference, examples.reference_len
     if ref.size and (int(ref.max()) > MAX_TOKEN_ID or int(ref.min()) < 0):
         raise ValueError(f"IncrementalBLEU packs token ids in {TOKEN_BITS} bits: ids must lie in [0, {MAX_TOKEN_ID}]")
@@ -60,23 +68,78 @@ def _reference_keys(examples: Examples) -> tuple[np.ndarray, np.ndarray, np.ndar
     return example[first], key[first], np.diff(np.append(first, len(key)))
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _trie_key(parent: int, token) -> np.uint64:
+    """The table key of the n-gram that extends the one in slot ``parent`` (``_ROOT`` for a unigram) by ``token``."""
+    return np.uint64(((parent + 2) << TOKEN_BITS) | token)  # never 0: parent + 2 >= 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _insert_ngrams(reference, reference_len, start, shift, multiplier, table_key, table_count, unk):
+    """Insert every reference n-gram (n <= 4, none with UNK) into its example's table, order by order, so
+    that an n-gram's parent already has its slot. The tables are sized for the distinct n-grams, whose
+    counts the caller has checked to fit the int16 counts."""
+    m, width = reference.shape
+    slot = np.full((MAX_ORDER, width), _NONE, dtype=np.int64)  # slot of the n-gram ending at each position
+    for e in range(m):
+        slot[:] = _NONE
+        for n in range(MAX_ORDER):
+            for j in range(n, reference_len[e]):
+                parent = _ROOT if n == 0 else slot[n - 1, j - 1]
+                if reference[e, j] == unk or parent == _NONE:  # UNK is matched by nothing, not even UNK
+                    continue
+                key = _trie_key(parent, reference[e, j])
+                cell = start[e] + np.int64((key * multiplier) >> shift[e])
+                while table_key[cell] != 0 and table_key[cell] != key:
+                    cell += 1
+                table_key[cell] = key
+                table_count[cell] += 1
+                slot[n, j] = cell - start[e]
+
+
 _TABLES: weakref.WeakKeyDictionary[Examples, ExampleHashTables] = weakref.WeakKeyDictionary()
 
 
 def _tables_for(examples: Examples) -> ExampleHashTables:
-    """The split's reference n-gram tables, built once per split and shared by every metric reading it."""
+    """The split's reference n-gram tables (a trie, see the module docstring), built once per split and shared
+    by every metric reading it."""
     tables = _TABLES.get(examples)
     if tables is None:
-        example, key, counts = _reference_keys(examples)
-        tables = _TABLES[examples] = ExampleHashTables(example, key, counts, len(examples))
+        example, _, counts = _reference_keys(examples)
+        if len(counts) and counts.max() > COUNT_MAX:
+            raise ValueError(f"IncrementalBLEU counts n-grams in int16: a reference repeats one {counts.max()} times")
+        per_example = np.bincount(example, minlength=len(examples))
+        largest_slot = 5 * int(per_example.max(initial=0)) + 4  # a table spans < 4K home + K overflow slots, K >= 1
+        key_dtype = np.uint32 if (largest_slot + 2) << TOKEN_BITS <= np.iinfo(np.uint32).max else np.uint64
+        tables = ExampleHashTables.empty(per_example, key_dtype)
+        _insert_ngrams(
+            examples.reference, examples.reference_len, tables.start, tables.shift, tables.multiplier, tables.key,
+            tables.count, UNK,
+        )  # fmt: skip
+        _TABLES[examples] = tables
     return tables
+
+
+def ngram_cell(tables: ExampleHashTables, example: int, ngram) -> int:
+    """The cell of ``ngram`` (1 to 4 token ids) in ``example``'s table, or -1: the trie walked from the root
+    (for inspection and tests; the push walks it one token per step)."""
+    parent = _ROOT
+    cell = -1
+    for token in ngram:
+        found, at = tables.find(tables.start[example], tables.shift[example], _trie_key(parent, int(token)))
+        if not found:
+            return -1
+        cell = int(at)
+        parent = cell - int(tables.start[example])
+    return cell
 
 
 class IncrementalBLEU(PrefixMetric):
     """Sentence BLEU / 100 (sacrebleu, tokenize none, exp smoothing, effective order) of each row's prefix.
 
     Range [0, 1]; the reference itself scores 1. Cost per token: O(1) expected (about two slots read per
-    n-gram order). A push is one compiled (numba) loop over the rows that updates and scores each.
+    n-gram order, stopping at the first order the reference lacks). A push is one compiled (numba) loop over
+    the rows that updates and scores each.
     """
 
     name = "bleu"
@@ -85,8 +148,8 @@ class IncrementalBLEU(PrefixMetric):
     def __init__(self, examples: Examples, num_rows: int):
         super().__init__(examples, num_rows)
         self.tables = _tables_for(examples)
-        # Order-major (4, N) counts and keys: row r's state is column r.
-        self.tail = np.zeros((MAX_ORDER, num_rows), dtype=np.uint64)  # packed last n tokens, n = 1..4
+        # Order-major (4, N) counts and n-gram slots: row r's state is column r.
+        self.node = np.full((MAX_ORDER, num_rows), _NONE, dtype=np.int64)  # slot of the n-gram ending last
         self.correct = np.zeros((MAX_ORDER, num_rows), dtype=np.int64)  # clipped n-gram matches
         self.used = np.zeros((num_rows, self.tables.max_slots), dtype=np.int16)  # clipped matches per table slot
         self.table_start = np.zeros(num_rows, dtype=np.int64)  # each row's example table
@@ -97,7 +160,7 @@ class IncrementalBLEU(PrefixMetric):
         t = self.tables
         _reset_rows(
             np.asarray(rows, dtype=np.int64), self.example_ids, t.start, t.shift, t.span, self.examples.reference_len,
-            self.table_start, self.table_shift, self.ref_len, self.tail, self.correct, self.used,
+            self.table_start, self.table_shift, self.ref_len, self.node, self.correct, self.used,
         )  # fmt: skip
 
     def _push(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
@@ -105,7 +168,7 @@ class IncrementalBLEU(PrefixMetric):
         _ensure_log_tables(int(self.length.max()) + 1)  # the longest row bounds the pushed ones
         phi = np.empty(len(rows), dtype=np.float64)
         bad = _push_rows(
-            rows, tokens, self.length, self.tail, self.correct, self.used,
+            rows, tokens, self.length, self.node, self.correct, self.used,
             self.table_start, self.table_shift, self.ref_len, self.tables.key, self.tables.count,
             self.tables.multiplier,
             _LOG, _TOTAL_LOG, _ZERO_PENALTY, phi,
@@ -124,18 +187,18 @@ class IncrementalBLEU(PrefixMetric):
 
 
 @numba.njit(cache=True, nogil=True)
-def _reset_rows(rows, example_ids, start, shift, span, reference_len, table_start, table_shift, ref_len, tail, correct,
+def _reset_rows(rows, example_ids, start, shift, span, reference_len, table_start, table_shift, ref_len, node, correct,
                 used):  # fmt: skip
     for r in rows:
         e = example_ids[r]
         table_start[r], table_shift[r], ref_len[r] = start[e], shift[e], reference_len[e]
-        tail[:, r] = 0
+        node[:, r] = _NONE
         correct[:, r] = 0
         used[r, : span[e]] = 0  # the slots this example's n-grams can reach; the rest are never read
 
 
 @numba.njit(cache=True, nogil=True)
-def _push_rows(rows, tokens, length, tail, correct, used, table_start, table_shift, ref_len, table_key, table_count,
+def _push_rows(rows, tokens, length, node, correct, used, table_start, table_shift, ref_len, table_key, table_count,
                multiplier, log, total_log, zero_penalty, phi):  # fmt: skip
     """One token per row (length already counts it): its new n-grams looked up and clipped, then the row's
     BLEU into ``phi``.
@@ -147,18 +210,20 @@ def _push_rows(rows, tokens, length, tail, correct, used, table_start, table_shi
             return i
     for i in range(len(rows)):
         r = rows[i]
-        tok = np.uint64(tokens[i])
-        n_max = min(length[r], MAX_ORDER)  # no n-gram longer than the prefix
-        # the longer n-grams extend the shorter ones of the step before: update from the top down
-        for n in range(MAX_ORDER - 1, 0, -1):
-            tail[n, r] = (tail[n - 1, r] << _SHIFT) | tok
-        tail[0, r] = tok
-        start = table_start[r]
-        for n in range(n_max):
-            cell = probe(table_key, start, table_shift[r], multiplier, tail[n, r] | _ORDER_TAG[n])
+        start, shift, token = table_start[r], table_shift[r], tokens[i]
+        # the 1- to 3-grams that ended at the step before: extended by the token, they are its 2- to 4-grams
+        before_1, before_2, before_3 = node[0, r], node[1, r], node[2, r]
+        parent = _ROOT
+        for n in range(MAX_ORDER):
+            if n > 0:
+                parent = before_1 if n == 1 else (before_2 if n == 2 else before_3)
+            cell = probe(table_key, start, shift, multiplier, _trie_key(parent, token)) if parent != _NONE else -1
             if cell < 0:  # an n-gram the reference lacks: so does every longer one ending here (it contains it)
+                for k in range(n, MAX_ORDER):
+                    node[k, r] = _NONE
                 break
             slot = cell - start
+            node[n, r] = slot
             if used[r, slot] < table_count[cell]:  # BLEU's clipping: at most the reference's count
                 used[r, slot] += 1
                 correct[n, r] += 1
