@@ -26,7 +26,7 @@ import numba
 import numpy as np
 
 from ir_env.rewards.base import PrefixMetric
-from ir_env.rewards.tables import COUNT_MAX, ExampleHashTables, probe
+from ir_env.rewards.tables import COUNT_MAX, ExampleHashTables, insert, probe
 from ir_env.tasks.base import Examples
 from ir_env.tokenizer import UNK
 
@@ -88,11 +88,7 @@ def _insert_ngrams(reference, reference_len, start, shift, multiplier, table_key
                 parent = _ROOT if n == 0 else slot[n - 1, j - 1]
                 if reference[e, j] == unk or parent == _NONE:  # UNK is matched by nothing, not even UNK
                     continue
-                key = _trie_key(parent, reference[e, j])
-                cell = start[e] + np.int64((key * multiplier) >> shift[e])
-                while table_key[cell] != 0 and table_key[cell] != key:
-                    cell += 1
-                table_key[cell] = key
+                cell = insert(table_key, start[e], shift[e], multiplier, _trie_key(parent, reference[e, j]))
                 table_count[cell] += 1
                 slot[n, j] = cell - start[e]
 
@@ -211,12 +207,9 @@ def _push_rows(rows, tokens, length, node, correct, used, table_start, table_shi
     for i in range(len(rows)):
         r = rows[i]
         start, shift, token = table_start[r], table_shift[r], tokens[i]
-        # the 1- to 3-grams that ended at the step before: extended by the token, they are its 2- to 4-grams
-        before_1, before_2, before_3 = node[0, r], node[1, r], node[2, r]
-        parent = _ROOT
+        parent = _ROOT  # of the new unigram; each longer n-gram extends one that ended at the step before
         for n in range(MAX_ORDER):
-            if n > 0:
-                parent = before_1 if n == 1 else (before_2 if n == 2 else before_3)
+            extended = node[n, r]  # the order-(n + 1) n-gram of the step before: the next order's parent
             cell = probe(table_key, start, shift, multiplier, _trie_key(parent, token)) if parent != _NONE else -1
             if cell < 0:  # an n-gram the reference lacks: so does every longer one ending here (it contains it)
                 for k in range(n, MAX_ORDER):
@@ -227,6 +220,7 @@ def _push_rows(rows, tokens, length, node, correct, used, table_start, table_shi
             if used[r, slot] < table_count[cell]:  # BLEU's clipping: at most the reference's count
                 used[r, slot] += 1
                 correct[n, r] += 1
+            parent = extended
         phi[i] = _bleu_of_row(correct, r, length[r], ref_len[r], log, total_log, zero_penalty)
     return -1
 

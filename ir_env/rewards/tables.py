@@ -40,6 +40,17 @@ def probe(table_key: np.ndarray, start: int, shift: np.uint64, multiplier: np.ui
         cell += 1
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def insert(table_key: np.ndarray, start: int, shift: np.uint64, multiplier: np.uint64, key: np.uint64) -> int:
+    """The cell holding ``key`` in the table at ``start``, stored there first if absent (the first empty slot
+    from its home on). The caller has sized the table for every key it inserts."""
+    cell = start + np.int64((key * multiplier) >> shift)
+    while table_key[cell] != 0 and table_key[cell] != key:
+        cell += 1
+    table_key[cell] = key
+    return cell
+
+
 @numba.njit(cache=True, nogil=True)
 def _find(table_key, start, shift, multiplier, key, cell):  # flat arrays of one length
     for i in range(len(key)):
@@ -48,12 +59,8 @@ def _find(table_key, start, shift, multiplier, key, cell):  # flat arrays of one
 
 @numba.njit(cache=True, nogil=True)
 def _build(table_key, table_count, start, shift, multiplier, example, key, count):
-    for i in range(len(key)):
-        e = example[i]
-        cell = start[e] + np.int64((key[i] * multiplier) >> shift[e])
-        while table_key[cell] != 0:  # keys are distinct within an example: the first empty slot is the key's
-            cell += 1
-        table_key[cell] = key[i]
+    for i in range(len(key)):  # keys are distinct within an example: each lands in an empty slot
+        cell = insert(table_key, start[example[i]], shift[example[i]], multiplier, key[i])
         table_count[cell] = count[i]
 
 
