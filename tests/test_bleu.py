@@ -122,10 +122,11 @@ def test_a_reference_unk_is_matched_by_nothing_not_even_an_output_unk():
 
 
 def test_references_too_long_for_32_bit_trie_keys_use_64_bit_keys():
-    """A trie key holds its parent's slot beside the token: past about 26,000 distinct n-grams in one reference
-    the slots need more than 17 bits, and the tables switch to 64-bit keys with the same scores."""
+    """A trie key holds its parent's slot beside the token: past 32,768 distinct n-grams in one reference the
+    table has 2**17 home slots, the slots need more than 17 bits, and the tables switch to 64-bit keys with the
+    same scores."""
     rng = np.random.default_rng(0)
-    ref = rng.integers(FIRST_WORD, 30_000, 7_000).tolist()
+    ref = rng.integers(FIRST_WORD, 30_000, 9_000).tolist()
     short = [ref[:50]]
     assert bleu_module._tables_for(make_examples(short)).key.dtype == np.uint32
     metric = IncrementalBLEU(make_examples([ref]), 1)

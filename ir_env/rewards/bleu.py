@@ -105,7 +105,7 @@ def _tables_for(examples: Examples) -> ExampleHashTables:
         if len(counts) and counts.max() > COUNT_MAX:
             raise ValueError(f"IncrementalBLEU counts n-grams in int16: a reference repeats one {counts.max()} times")
         per_example = np.bincount(example, minlength=len(examples))
-        largest_slot = 5 * int(per_example.max(initial=0)) + 4  # a table spans < 4K home + K overflow slots, K >= 1
+        largest_slot = int(ExampleHashTables.spans(per_example).max(initial=1)) - 1
         key_dtype = np.uint32 if (largest_slot + 2) << TOKEN_BITS <= np.iinfo(np.uint32).max else np.uint64
         tables = ExampleHashTables.empty(per_example, key_dtype)
         _insert_ngrams(

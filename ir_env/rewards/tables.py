@@ -96,10 +96,19 @@ class ExampleHashTables:
         tables._allocate(np.asarray(per_example, dtype=np.int64), key_dtype)
         return tables
 
+    @staticmethod
+    def home_bits(per_example: np.ndarray) -> np.ndarray:
+        """log2 of each example's home slots: a power of two at least twice its keys (at most half full)."""
+        return np.ceil(np.log2(np.maximum(2 * np.asarray(per_example), 4))).astype(np.int64)
+
+    @staticmethod
+    def spans(per_example: np.ndarray) -> np.ndarray:
+        """Slots of each example's table: its home slots plus one overflow slot per key (probing never wraps)."""
+        return (1 << ExampleHashTables.home_bits(per_example)) + np.asarray(per_example, dtype=np.int64)
+
     def _allocate(self, per_example: np.ndarray, key_dtype: type) -> None:
         num_examples = len(per_example)
-        bits = np.ceil(np.log2(np.maximum(2 * per_example, 4))).astype(np.int64)  # (M,)
-        span = (1 << bits) + per_example  # home slots + overflow: probing never wraps
+        bits, span = self.home_bits(per_example), self.spans(per_example)  # (M,)
         self.start = np.zeros(num_examples, dtype=np.int64)
         self.start[1:] = np.cumsum(span)[:-1]
         self.shift = (64 - bits).astype(np.uint64)
