@@ -1,0 +1,194 @@
+"""Every committed Multi30k quality run in one table, with the means over seeds of each recipe.
+
+    python -m benchmarks.multi30k_runs                    # rewrites benchmarks/results/multi30k_runs.md
+    python -m benchmarks.multi30k_runs --check            # exit 1 if that file is out of date
+
+Reads the ``multi30k`` section of every ``quality*.json`` in ``benchmarks/results/`` (what
+``benchmarks.quality`` wrote, plus the notes added on commit) and renders:
+
+- one row per run: the recipe (the arguments that differ between runs), the seed, the MLE steps, the three
+  arms' valid and test2016 BLEU, and RL against MLE alone with its paired-bootstrap 95% interval where the
+  run recorded one;
+- for each recipe run on more than one seed, the mean of RL - MLE on each split and the seeds it covers;
+- the selection check: the MLE arm's valid score is the best of several weight candidates chosen on valid,
+  which favours MLE on valid. For each run with averaging at the full budget, how much the chosen
+  candidate's valid - test gap exceeds the mean gap of all candidates, and the mean of that over the runs.
+
+The numbers are read, never typed: the table cannot drift from the results files, and ``--check`` (run by
+the tests) fails when a results file was added or changed without rendering the table again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TABLE = RESULTS / "multi30k_runs.md"
+FULL_BUDGET_MINUTES = 60.0
+"""The issue's budget; the summaries below the table use runs at this budget only."""
+MLE_TARGET = 35.0
+"""The issue's floor for MLE alone on test2016 (BLEU)."""
+
+REWARD_NAMES = {None: "sentence BLEU", "sentence": "sentence BLEU", "linear": "fixed linear point",
+                "moving": "moving point"}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One Multi30k quality run as its results file recorded it."""
+
+    name: str  # the results file's stem
+    seed: int
+    minutes: float
+    recipe: str  # the arguments that tell recipes apart, in words
+    averaged: bool  # the MLE weights are chosen among moving averages (--ema)
+    commit: str  # the code's commit where the file records it, else ""
+    mle_steps: int
+    mle: tuple[float, float]  # (valid, test2016) BLEU of the MLE arm
+    start: tuple[float, float]  # the RL arm's starting snapshot
+    rl: tuple[float, float]  # MLE + RL
+    intervals: tuple[tuple[float, float] | None, tuple[float, float] | None]  # 95% interval of RL - MLE per split
+    selection_excess: float | None  # chosen candidate's valid - test gap minus the candidates' mean gap
+
+    @property
+    def gain(self) -> tuple[float, float]:
+        """RL - MLE on (valid, test2016)."""
+        return self.rl[0] - self.mle[0], self.rl[1] - self.mle[1]
+
+
+def recipe_of(args: dict[str, Any]) -> str:
+    """The arguments that differ between the committed runs, in words (budget and seed are columns)."""
+    parts = ["EMA" if args.get("ema") else "last weights", f"{args.get('rl_algo', 'rloo').upper()} lr {args['rl_lr']:g}"]
+    if args.get("rl_length_groups"):
+        parts.append(f"{args['rl_length_groups']} length groups")
+    parts.append(REWARD_NAMES[args.get("rl_bleu")])
+    if args.get("rl_length_weight"):
+        parts.append(f"length x{args['rl_length_weight']:g}")
+    if args.get("rl_mle_coef"):
+        parts.append(f"MLE term x{args['rl_mle_coef']:g}")
+    if args.get("dropout", 0.1) != 0.1:
+        parts.append(f"dropout {args['dropout']:g}")
+    return ", ".join(parts)
+
+
+def _selection_excess(section: dict[str, Any]) -> float | None:
+    candidates = section.get("mle_candidates", {})
+    if len(candidates) < 2 or not all("test_bleu" in c for c in candidates.values()):
+        return None
+    gaps = {name: c["valid_bleu"] - c["test_bleu"] for name, c in candidates.items()}
+    return gaps[section["mle"]["weights"]] - mean(gaps.values())
+
+
+def _interval(gain: dict[str, Any] | None, split: str) -> tuple[float, float] | None:
+    return (gain[split]["low"], gain[split]["high"]) if gain else None
+
+
+def load_run(path: Path) -> Run | None:
+    """The run in one results file, or None if the file has no Multi30k section with an RL arm."""
+    section = json.loads(path.read_text(encoding="utf-8")).get("multi30k")
+    if not section or "mle_rl" not in section:
+        return None
+    args, mle, start, rl = section["args"], section["mle"], section["mle_snapshot"], section["mle_rl"]
+    machine = section.get("machine", "")
+    gain = rl.get("gain_over_mle")
+    return Run(
+        name=path.stem, seed=int(args["seed"]), minutes=float(args["minutes"]), recipe=recipe_of(args),
+        averaged=bool(args.get("ema")),
+        commit=machine.split("code: commit ")[1].split()[0].rstrip(";,") if "code: commit " in machine else "",
+        mle_steps=int(section["mle_steps"]),
+        mle=(mle["valid_bleu"], mle["test_bleu"]), start=(start["valid_bleu"], start["test_bleu"]),
+        rl=(rl["valid_bleu"], rl["test_bleu"]),
+        intervals=(_interval(gain, "valid"), _interval(gain, "test")),
+        selection_excess=_selection_excess(section) if args.get("ema") else None)
+
+
+def load_runs(results: Path = RESULTS) -> list[Run]:
+    """Every run in ``results/quality*.json``, ordered by budget, recipe and seed."""
+    runs = [run for path in sorted(results.glob("quality*.json")) if (run := load_run(path))]
+    return sorted(runs, key=lambda r: (-r.minutes, r.recipe, r.seed, r.name))
+
+
+def _signed(x: float, decimals: int = 2) -> str:
+    return f"{x:+.{decimals}f}".replace("-", "\u2212")
+
+
+def _gain_cell(gain: float, interval: tuple[float, float] | None) -> str:
+    return _signed(gain) + (f" [{_signed(interval[0])}, {_signed(interval[1])}]" if interval else "")
+
+
+def render(runs: list[Run]) -> str:
+    """The Markdown table file."""
+    lines = ["# Multi30k en->de: every committed quality run", "",
+             "Rendered by `python -m benchmarks.multi30k_runs` from the `multi30k` sections of "
+             "`benchmarks/results/quality*.json`; each run's command, machine and notes are in its own file. "
+             "BLEU: sacrebleu corpus BLEU of greedy output, case-insensitive. MLE: the run's MLE arm at the full "
+             "budget; start: the RL arm's MLE snapshot (budget minus the RL minutes); RL: that snapshot after RL. "
+             "RL - MLE is the issue's measure (the target is +1); the interval is the run's paired bootstrap "
+             "over sentences (95%), where the run recorded one.", "",
+             "| run | budget, min | recipe | seed | MLE steps | MLE valid / test | start valid / test | RL valid / test "
+             "| RL - MLE valid | RL - MLE test |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        lines.append(
+            f"| [{r.name}]({r.name}.md) | {r.minutes:g} | {r.recipe} | {r.seed} | {r.mle_steps:,} "
+            f"| {r.mle[0]:.2f} / {r.mle[1]:.2f} | {r.start[0]:.2f} / {r.start[1]:.2f} | {r.rl[0]:.2f} / {r.rl[1]:.2f} "
+            f"| {_gain_cell(r.gain[0], r.intervals[0])} | {_gain_cell(r.gain[1], r.intervals[1])} |")
+    lines += ["", f"## Recipes run on more than one seed at {FULL_BUDGET_MINUTES:g} minutes", "",
+              "| recipe | seeds | RL - MLE valid, per seed | mean | RL - MLE test2016, per seed | mean |",
+              "|---|---|---|---|---|---|"]
+    by_recipe: dict[str, list[Run]] = defaultdict(list)
+    for r in runs:
+        if r.minutes == FULL_BUDGET_MINUTES:
+            by_recipe[r.recipe].append(r)
+    for recipe, group in by_recipe.items():
+        if len(group) < 2:
+            continue
+        per_seed = [" / ".join(_signed(r.gain[split]) for r in group) for split in (0, 1)]
+        lines.append(f"| {recipe} | {', '.join(str(r.seed) for r in group)} | {per_seed[0]} "
+                     f"| **{_signed(mean(r.gain[0] for r in group))}** | {per_seed[1]} "
+                     f"| **{_signed(mean(r.gain[1] for r in group))}** |")
+    averaged = [r for r in runs if r.minutes == FULL_BUDGET_MINUTES and r.averaged]
+    if averaged:
+        tests = [r.mle[1] for r in averaged]
+        lines += ["", f"## MLE alone at {FULL_BUDGET_MINUTES:g} minutes, with averaging", "",
+                  f"Over the {len(averaged)} runs: test2016 {min(tests):.2f} to {max(tests):.2f}, mean "
+                  f"**{mean(tests):.2f}**; at or above {MLE_TARGET:g} on {sum(t >= MLE_TARGET for t in tests)} of "
+                  f"{len(averaged)}. Valid {min(r.mle[0] for r in averaged):.2f} to "
+                  f"{max(r.mle[0] for r in averaged):.2f}, mean {mean(r.mle[0] for r in averaged):.2f}."]
+    checked = [r for r in runs if r.minutes == FULL_BUDGET_MINUTES and r.selection_excess is not None]
+    lines += ["", "## Selection check", "",
+              "The MLE arm is whichever weight candidate (last weights, each average) scores best on valid, which "
+              "favours MLE on valid. Per run with averaging at the full budget: the chosen candidate's valid - test "
+              "gap minus the mean gap of all the run's candidates (what choosing on valid added to the gap).", "",
+              "| run | excess |", "|---|---|"]
+    lines += [f"| {r.name} | {_signed(r.selection_excess)} |" for r in checked]
+    if checked:
+        lines += ["", f"Mean over the {len(checked)} runs: **{_signed(mean(r.selection_excess for r in checked), 3)}** BLEU."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of quality*.json (default: the committed one)")
+    parser.add_argument("--check", action="store_true", help="exit 1 if multi30k_runs.md there is out of date")
+    args = parser.parse_args(argv)
+    table, text = args.results / TABLE.name, render(load_runs(args.results))
+    if args.check:
+        if not table.exists() or table.read_text(encoding="utf-8") != text:
+            print(f"{table} is out of date: run python -m benchmarks.multi30k_runs", file=sys.stderr)
+            return 1
+        return 0
+    table.write_text(text, encoding="utf-8")
+    print(f"wrote {table} ({len(text.splitlines())} lines)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""benchmarks/multi30k_runs.py: the table of every committed Multi30k quality run, read from the results files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.multi30k_runs import (
+    RESULTS,
+    load_run,
+    load_runs,
+    main,
+    recipe_of,
+    render,
+)
+
+ARGS = {"seed": 0, "minutes": 60.0, "ema": [0.995, 0.998], "rl_algo": "rloo", "rl_lr": 2e-5,
+        "rl_length_groups": 4, "rl_bleu": "moving", "rl_length_weight": 0.0, "rl_mle_coef": 0.0, "dropout": 0.1}
+
+
+def _section(seed: int, mle: tuple[float, float], rl: tuple[float, float], **args) -> dict:
+    """A minimal multi30k section as benchmarks.quality writes it (candidates: the chosen average and the last weights)."""
+    return {"args": {**ARGS, "seed": seed, **args}, "mle_steps": 4000,
+            "machine": "AMD EPYC, 2 cores; 2026-11-30; code: commit abc1234",
+            "mle": {"valid_bleu": mle[0], "test_bleu": mle[1], "weights": "EMA 0.995"},
+            "mle_candidates": {"last weights": {"valid_bleu": mle[0] - 1.0, "test_bleu": mle[1] - 0.5},
+                               "EMA 0.995": {"valid_bleu": mle[0], "test_bleu": mle[1]}},
+            "mle_snapshot": {"valid_bleu": 35.0, "test_bleu": 34.0},
+            "mle_rl": {"valid_bleu": rl[0], "test_bleu": rl[1]}}
+
+
+def _write(folder, name: str, results: dict) -> None:
+    (folder / f"{name}.json").write_text(json.dumps(results), encoding="utf-8")
+
+
+def test_rows_gains_recipe_means_and_the_selection_check_come_from_the_files(tmp_path):
+    _write(tmp_path, "quality_a", {"multi30k": _section(0, (36.0, 35.0), (36.5, 36.2))})
+    _write(tmp_path, "quality_b", {"multi30k": _section(1, (35.0, 35.5), (35.1, 36.3))})
+    _write(tmp_path, "quality_c", {"multi30k": _section(0, (36.0, 35.0), (35.0, 35.0), rl_length_weight=0.5)})
+    _write(tmp_path, "quality_sst2_only", {"sst2": {"positive_rate": 0.6}})
+    runs = load_runs(tmp_path)
+    assert [r.name for r in runs] == ["quality_a", "quality_b", "quality_c"]  # the SST-2-only file has no run
+    a = runs[0]
+    assert a.gain == pytest.approx((0.5, 1.2))
+    assert a.commit == "abc1234"
+    # chosen gap 1.0, last weights' gap 0.5: choosing on valid added 1.0 - mean(1.0, 0.5) = 0.25
+    assert a.selection_excess == pytest.approx(0.25)
+    table = render(runs)
+    # seeds 0 and 1 of one recipe are averaged: valid (+0.5 + 0.1) / 2, test (+1.2 + 0.8) / 2; the other has one seed
+    assert f"| {a.recipe} | 0, 1 | +0.50 / +0.10 | **+0.30** | +1.20 / +0.80 | **+1.00** |" in table
+    assert runs[2].recipe not in table.split("## Recipes")[1].split("## Selection")[0]
+    assert "[quality_c](quality_c.md)" in table
+    assert "Mean over the 3 runs: **+0.250** BLEU." in table
+    # MLE alone on test2016: 35.0, 35.5, 35.0
+    assert "Over the 3 runs: test2016 35.00 to 35.50, mean **35.17**; at or above 35 on 3 of 3." in table
+
+
+def test_check_fails_until_the_table_is_rendered_again(tmp_path, capsys):
+    _write(tmp_path, "quality_a", {"multi30k": _section(0, (36.0, 35.0), (36.5, 36.2))})
+    assert main(["--results", str(tmp_path), "--check"]) == 1
+    assert "out of date" in capsys.readouterr().err
+    assert main(["--results", str(tmp_path)]) == 0
+    assert main(["--results", str(tmp_path), "--check"]) == 0
+    _write(tmp_path, "quality_b", {"multi30k": _section(1, (35.0, 35.5), (35.1, 36.3))})
+    assert main(["--results", str(tmp_path), "--check"]) == 1
+
+
+def test_the_recipe_names_what_tells_runs_apart():
+    assert recipe_of(ARGS) == "EMA, RLOO lr 2e-05, 4 length groups, moving point"
+    assert recipe_of({**ARGS, "ema": 0.0, "rl_bleu": None, "rl_length_groups": None}) == \
+        "last weights, RLOO lr 2e-05, sentence BLEU"
+    assert recipe_of({**ARGS, "rl_length_weight": 0.5, "rl_mle_coef": 1.0}).endswith("length x0.5, MLE term x1")
+
+
+def test_the_committed_table_is_up_to_date_with_the_committed_results():
+    assert main(["--check"]) == 0, "run: python -m benchmarks.multi30k_runs"
+
+
+def test_each_committed_gain_is_the_one_its_bootstrap_measured():
+    runs = {r.name: r for r in load_runs()}
+    assert len(runs) >= 12
+    for path in RESULTS.glob("quality*.json"):
+        section = json.loads(path.read_text(encoding="utf-8")).get("multi30k", {})
+        bootstrap = section.get("mle_rl", {}).get("gain_over_mle")
+        if bootstrap:
+            run = load_run(path)
+            assert run.gain == pytest.approx((bootstrap["valid"]["delta"], bootstrap["test"]["delta"]), abs=1e-9)
+            assert run.intervals[1] == (bootstrap["test"]["low"], bootstrap["test"]["high"])
