@@ -56,6 +56,8 @@ class Run:
     rl: tuple[float, float]  # MLE + RL
     intervals: tuple[tuple[float, float] | None, tuple[float, float] | None]  # 95% interval of RL - MLE per split
     selection_excess: float | None  # chosen candidate's valid - test gap minus the candidates' mean gap
+    lengths: tuple[float, float, float, float] | None  # greedy output/reference length: start valid, test; RL valid, test
+    mle_lengths: tuple[float, float] | None  # the same for the MLE arm: valid, test
 
     @property
     def gain(self) -> tuple[float, float]:
@@ -90,6 +92,13 @@ def _interval(gain: dict[str, Any] | None, split: str) -> tuple[float, float] | 
     return (gain[split]["low"], gain[split]["high"]) if gain else None
 
 
+def _lengths(start: dict[str, Any], gain: dict[str, Any] | None) -> tuple[float, float, float, float] | None:
+    if not gain or "length_ratio" not in start:
+        return None
+    return (start["length_ratio"]["valid"], start["length_ratio"]["test"],
+            gain["valid"]["length_ratio_b"], gain["test"]["length_ratio_b"])
+
+
 def load_run(path: Path) -> Run | None:
     """The run in one results file, or None if the file has no Multi30k section with an RL arm."""
     section = json.loads(path.read_text(encoding="utf-8")).get("multi30k")
@@ -106,7 +115,9 @@ def load_run(path: Path) -> Run | None:
         mle=(mle["valid_bleu"], mle["test_bleu"]), start=(start["valid_bleu"], start["test_bleu"]),
         rl=(rl["valid_bleu"], rl["test_bleu"]),
         intervals=(_interval(gain, "valid"), _interval(gain, "test")),
-        selection_excess=_selection_excess(section) if args.get("ema") else None)
+        selection_excess=_selection_excess(section) if args.get("ema") else None,
+        lengths=_lengths(start, gain),
+        mle_lengths=(gain["valid"]["length_ratio_a"], gain["test"]["length_ratio_a"]) if gain else None)
 
 
 def load_runs(results: Path = RESULTS) -> list[Run]:
@@ -131,15 +142,17 @@ def render(runs: list[Run]) -> str:
              "BLEU: sacrebleu corpus BLEU of greedy output, case-insensitive. MLE: the run's MLE arm at the full "
              "budget; start: the RL arm's MLE snapshot (budget minus the RL minutes); RL: that snapshot after RL. "
              "RL - MLE is the issue's measure (the target is +1); the interval is the run's paired bootstrap "
-             "over sentences (95%), where the run recorded one.", "",
+             "over sentences (95%), where the run recorded one. Length: the greedy outputs' length over the "
+             "references' (corpus BLEU's brevity penalty applies below 1), from the RL arm's start to its end.", "",
              "| run | budget, min | recipe | seed | MLE steps | MLE valid / test | start valid / test | RL valid / test "
-             "| RL - MLE valid | RL - MLE test |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| RL - MLE valid | RL - MLE test | length valid | length test |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         lines.append(
             f"| [{r.name}]({r.name}.md) | {r.minutes:g} | {r.recipe} | {r.seed} | {r.mle_steps:,} "
             f"| {r.mle[0]:.2f} / {r.mle[1]:.2f} | {r.start[0]:.2f} / {r.start[1]:.2f} | {r.rl[0]:.2f} / {r.rl[1]:.2f} "
-            f"| {_gain_cell(r.gain[0], r.intervals[0])} | {_gain_cell(r.gain[1], r.intervals[1])} |")
+            f"| {_gain_cell(r.gain[0], r.intervals[0])} | {_gain_cell(r.gain[1], r.intervals[1])} "
+            + (f"| {r.lengths[0]:.3f} → {r.lengths[2]:.3f} | {r.lengths[1]:.3f} → {r.lengths[3]:.3f} |" if r.lengths else "| | |"))
     lines += ["", f"## Recipes run on more than one seed at {FULL_BUDGET_MINUTES:g} minutes", "",
               "| recipe | seeds | RL - MLE valid, per seed | mean | RL - MLE test2016, per seed | mean |",
               "|---|---|---|---|---|---|"]
@@ -162,6 +175,12 @@ def render(runs: list[Run]) -> str:
                   f"**{mean(tests):.2f}**; at or above {MLE_TARGET:g} on {sum(t >= MLE_TARGET for t in tests)} of "
                   f"{len(averaged)}. Valid {min(r.mle[0] for r in averaged):.2f} to "
                   f"{max(r.mle[0] for r in averaged):.2f}, mean {mean(r.mle[0] for r in averaged):.2f}."]
+        measured = [r.mle_lengths for r in averaged if r.mle_lengths]
+        if measured:
+            lines += ["", f"The greedy outputs' length over the references' in the {len(measured)} of them that record "
+                      f"it: valid {min(v for v, _ in measured):.3f} to {max(v for v, _ in measured):.3f}, test2016 "
+                      f"{min(t for _, t in measured):.3f} to {max(t for _, t in measured):.3f}. Below 1 the brevity "
+                      "penalty applies, so a policy that shortens its outputs loses BLEU on valid sooner than on test."]
     checked = [r for r in runs if r.minutes == FULL_BUDGET_MINUTES and r.selection_excess is not None]
     lines += ["", "## Selection check", "",
               "The MLE arm is whichever weight candidate (last weights, each average) scores best on valid, which "

@@ -34,8 +34,18 @@ def _write(folder, name: str, results: dict) -> None:
     (folder / f"{name}.json").write_text(json.dumps(results), encoding="utf-8")
 
 
+def _with_bootstrap(section: dict) -> dict:
+    """The section with the paired bootstrap and greedy length ratios that runs since cf8ad04 record."""
+    gain = {split: {"delta": section["mle_rl"][f"{split}_bleu"] - section["mle"][f"{split}_bleu"], "low": -0.5,
+                    "high": 1.5, "length_ratio_a": 0.99, "length_ratio_b": ratio}
+            for split, ratio in (("valid", 0.955), ("test", 0.993))}
+    section["mle_rl"]["gain_over_mle"] = gain
+    section["mle_snapshot"]["length_ratio"] = {"valid": 0.978, "test": 1.018}
+    return section
+
+
 def test_rows_gains_recipe_means_and_the_selection_check_come_from_the_files(tmp_path):
-    _write(tmp_path, "quality_a", {"multi30k": _section(0, (36.0, 35.0), (36.5, 36.2))})
+    _write(tmp_path, "quality_a", {"multi30k": _with_bootstrap(_section(0, (36.0, 35.0), (36.5, 36.2)))})
     _write(tmp_path, "quality_b", {"multi30k": _section(1, (35.0, 35.5), (35.1, 36.3))})
     _write(tmp_path, "quality_c", {"multi30k": _section(0, (36.0, 35.0), (35.0, 35.0), rl_length_weight=0.5)})
     _write(tmp_path, "quality_sst2_only", {"sst2": {"positive_rate": 0.6}})
@@ -46,14 +56,18 @@ def test_rows_gains_recipe_means_and_the_selection_check_come_from_the_files(tmp
     assert a.commit == "abc1234"
     # chosen gap 1.0, last weights' gap 0.5: choosing on valid added 1.0 - mean(1.0, 0.5) = 0.25
     assert a.selection_excess == pytest.approx(0.25)
+    assert a.lengths == (0.978, 1.018, 0.955, 0.993) and runs[1].lengths is None
+    assert a.mle_lengths == (0.99, 0.99) and runs[1].mle_lengths is None
     table = render(runs)
     # seeds 0 and 1 of one recipe are averaged: valid (+0.5 + 0.1) / 2, test (+1.2 + 0.8) / 2; the other has one seed
     assert f"| {a.recipe} | 0, 1 | +0.50 / +0.10 | **+0.30** | +1.20 / +0.80 | **+1.00** |" in table
     assert runs[2].recipe not in table.split("## Recipes")[1].split("## Selection")[0]
     assert "[quality_c](quality_c.md)" in table
+    assert "| +0.50 [−0.50, +1.50] | +1.20 [−0.50, +1.50] | 0.978 → 0.955 | 1.018 → 0.993 |" in table
     assert "Mean over the 3 runs: **+0.250** BLEU." in table
     # MLE alone on test2016: 35.0, 35.5, 35.0
     assert "Over the 3 runs: test2016 35.00 to 35.50, mean **35.17**; at or above 35 on 3 of 3." in table
+    assert "in the 1 of them that record it: valid 0.990 to 0.990, test2016 0.990 to 0.990." in table
 
 
 def test_check_fails_until_the_table_is_rendered_again(tmp_path, capsys):
