@@ -520,15 +520,20 @@ class PolicyModel(nn.Module):
     @torch.no_grad()
     def sample(self, source: torch.Tensor, max_len: int, action_mask: torch.Tensor | None = None,
                greedy: bool = False, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, eos_bias: float = 0.0) -> torch.Tensor:
         """Generate from (B, S) sources: tokens (B, L), PAD after each row's EOS, L <= max_len the steps
-        taken (sampling stops once every row has emitted EOS). ``action_mask``: None, or bool (V,) or (B, V)."""
+        taken (sampling stops once every row has emitted EOS). ``action_mask``: None, or bool (V,) or (B, V).
+        ``eos_bias`` is added to EOS's logit at every step (after the temperature): below 0 the outputs grow
+        longer, above 0 shorter (``benchmarks.length_hold`` calibrates it)."""
         if not 1 <= max_len <= self.config.max_target_len:
             raise ValueError(f"max_len={max_len} must be in 1..max_target_len={self.config.max_target_len}")
         if not greedy and not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature!r}; use greedy=True for argmax decoding")
+        if not (isinstance(eos_bias, numbers.Real) and np.isfinite(eos_bias)):
+            raise ValueError(f"eos_bias must be a finite number, got {eos_bias!r} ({type(eos_bias).__name__})")
         subset = allowed_actions(action_mask, self.config.vocab_size, source.device)
         ids = None if subset is None else subset[0]
+        eos_column = EOS if subset is None else int(subset[1][EOS])  # -1: EOS forbidden, nothing to bias
         state = self.start(source)
         B = source.shape[0]
         row_mask = None  # a (B, V) mask follows its rows as finished ones are dropped
@@ -543,6 +548,8 @@ class PolicyModel(nn.Module):
             logits = logits.float() / (1.0 if greedy else temperature)
             if subset is None:
                 logits = apply_action_mask(logits, action_mask if row_mask is None else row_mask[held])
+            if eos_bias and eos_column >= 0:
+                logits[:, eos_column] += eos_bias
             if greedy:
                 choice = logits.argmax(-1)
             else:

@@ -15,8 +15,10 @@ def multi30k_references() -> dict[str, list[str]]:
     return {split: [de for _, de in read_multi30k(None, MULTI30K_FILES[split])] for split in ("valid", "test")}
 
 
-def corpus_bleu(model, task, split: str, references: list[str], batch_size: int = 200) -> tuple[float, str, list[str]]:
-    """Greedy corpus BLEU of ``model`` on ``split``: (score, sacrebleu signature, hypotheses)."""
+def corpus_bleu(model, task, split: str, references: list[str], batch_size: int = 200,
+                eos_bias: float = 0.0) -> tuple[float, str, list[str]]:
+    """Greedy corpus BLEU of ``model`` on ``split``: (score, sacrebleu signature, hypotheses). ``eos_bias`` is
+    added to EOS's logit (``PolicyModel.sample``; ``benchmarks.length_hold`` chooses it)."""
     import sacrebleu
     import torch
 
@@ -28,7 +30,8 @@ def corpus_bleu(model, task, split: str, references: list[str], batch_size: int 
     with torch.no_grad():
         for start in range(0, len(examples), batch_size):
             source = torch.as_tensor(examples.source[start:start + batch_size], device=device)
-            out = model.sample(source, task.max_generation_len, action_mask=mask, greedy=True).cpu().numpy()
+            out = model.sample(source, task.max_generation_len, action_mask=mask, greedy=True,
+                               eos_bias=eos_bias).cpu().numpy()
             hyps.extend(" ".join(task.vocab.decode(row)) for row in out)
     bleu = sacrebleu.BLEU(lowercase=True, force=True)  # force: outputs are 13a tokens; re-tokenising them is a no-op
     score = bleu.corpus_score(hyps, [references])

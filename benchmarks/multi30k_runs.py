@@ -73,6 +73,8 @@ def recipe_of(args: dict[str, Any]) -> str:
     parts.append(REWARD_NAMES[args.get("rl_bleu")])
     if args.get("rl_length_weight"):
         parts.append(f"length x{args['rl_length_weight']:g}")
+    if args.get("rl_hold_length"):
+        parts.append(f"length hold on {args['rl_hold_length']} sources")
     if args.get("rl_mle_coef"):
         parts.append(f"MLE term x{args['rl_mle_coef']:g}")
     if args.get("dropout", 0.1) != 0.1:

@@ -36,7 +36,7 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
     monkeypatch.setattr(quality, "rl_from", recording_rl_from)
     main(["--parts", "multi30k", "--model", "tiny", "--minutes", "0.12", "--rl-minutes", "0.04",
           "--eval-minutes", "0.04", "--rl-envs", "16", "--threads", "1", "--ema", "0.998", "0.9",
-          "--rl-length-weight", "0.5", "--rl-bleu", "moving", "--out", str(tmp_path)])
+          "--rl-length-weight", "0.5", "--rl-bleu", "moving", "--rl-hold-length", "32", "--out", str(tmp_path)])
     assert [(run["reward"], run["reward_weights"]) for run in rl_runs] == [("mixed", {"instant": 1.0, "length": 0.5})]
     point = rl_runs[0]["task_kwargs"]["bleu_point"]  # LinearBLEU at the snapshot's mean valid statistics
     assert len(point) == 10 and all(x > 0 for x in point) and point[2] <= point[6]
@@ -92,6 +92,14 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
     assert [c["update"] for c in curve] == list(range(1, r["mle_rl"]["rl_updates"] + 1))
     assert all(0.0 < c["length_ratio"] < 5.0 for c in curve)
     assert "- the RL phase's sampled outputs (temperature 0.5, train split): output/reference length ratio " in text
+    # The RL arm is decoded with the EOS bias that holds its greedy length on 32 training sources; the record
+    # keeps its scores without the bias.
+    hold = r["mle_rl"]["length_hold"]
+    assert hold["sources"] == 32 and -4.0 <= hold["eos_bias"] <= 4.0 and hold["seconds"] >= 0.0
+    assert hold["target_tokens"] >= 0 and hold["tokens"] >= 0
+    assert all(0.0 <= hold["without"][f"{split}_bleu"] <= 100.0 for split in ("valid", "test"))
+    assert f"| MLE + RL without the length hold | the same weights | {hold['without']['valid_bleu']:.2f} |" in text
+    assert f"- the length hold (`benchmarks.length_hold`): EOS logit bias {hold['eos_bias']:+.4f}" in text
 
 
 def test_sst2_part_reports_reward_and_judge_for_both_models(tmp_path, data_dir, monkeypatch):
@@ -144,6 +152,12 @@ def test_length_weight_must_be_a_number_at_least_zero(tmp_path, weight, capsys):
     with pytest.raises(SystemExit):
         main(["--parts", "multi30k", "--rl-length-weight", weight, "--out", str(tmp_path)])
     assert "--rl-length-weight must be a finite number >= 0" in capsys.readouterr().err
+
+
+def test_hold_length_must_be_a_number_of_sources_at_least_zero(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--parts", "multi30k", "--rl-hold-length", "-1", "--out", str(tmp_path)])
+    assert "--rl-hold-length must be a number of training sources >= 0, got -1" in capsys.readouterr().err
 
 
 @settings(max_examples=40, deadline=None)
