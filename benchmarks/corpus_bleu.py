@@ -15,24 +15,29 @@ def multi30k_references() -> dict[str, list[str]]:
     return {split: [de for _, de in read_multi30k(None, MULTI30K_FILES[split])] for split in ("valid", "test")}
 
 
+def greedy_decode(model, task, sources: np.ndarray, batch_size: int = 200, eos_bias: float = 0.0):
+    """``model``'s greedy outputs for the (N, S) word ids ``sources`` of ``task``, one (B, L) token array per batch
+    of ``batch_size`` rows (``PolicyModel.sample``, with ``eos_bias`` added to EOS's logit)."""
+    import torch
+
+    device = next(model.parameters()).device
+    mask = torch.as_tensor(task.action_mask(), device=device)
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(sources), batch_size):
+            source = torch.as_tensor(sources[start:start + batch_size], device=device)
+            yield model.sample(source, task.max_generation_len, action_mask=mask, greedy=True,
+                               eos_bias=eos_bias).cpu().numpy()
+
+
 def corpus_bleu(model, task, split: str, references: list[str], batch_size: int = 200,
                 eos_bias: float = 0.0) -> tuple[float, str, list[str]]:
     """Greedy corpus BLEU of ``model`` on ``split``: (score, sacrebleu signature, hypotheses). ``eos_bias`` is
     added to EOS's logit (``PolicyModel.sample``; ``benchmarks.length_hold`` chooses it)."""
     import sacrebleu
-    import torch
 
-    examples = task.examples(split)
-    device = next(model.parameters()).device
-    mask = torch.as_tensor(task.action_mask(), device=device)
-    hyps: list[str] = []
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(examples), batch_size):
-            source = torch.as_tensor(examples.source[start:start + batch_size], device=device)
-            out = model.sample(source, task.max_generation_len, action_mask=mask, greedy=True,
-                               eos_bias=eos_bias).cpu().numpy()
-            hyps.extend(" ".join(task.vocab.decode(row)) for row in out)
+    hyps = [" ".join(task.vocab.decode(row))
+            for out in greedy_decode(model, task, task.examples(split).source, batch_size, eos_bias) for row in out]
     bleu = sacrebleu.BLEU(lowercase=True, force=True)  # force: outputs are 13a tokens; re-tokenising them is a no-op
     score = bleu.corpus_score(hyps, [references])
     return score.score, str(bleu.get_signature()), hyps

@@ -58,7 +58,7 @@ def test_hold_length_stops_where_the_length_crosses_the_target(task, model, towa
     bias, length = hold_length(model, task, target, ROWS)
     assert (bias < 0) == (towards == "longer")
     assert length == greedy_length(model, task, ROWS, eos_bias=bias)
-    # within the bisection's resolution (8 / 2**12 logits) of the bias, the length is on both sides of the target
+    # within the bisection's resolution (4 / 2**12 logits) of the bias, the length is on both sides of the target
     step = 0.01
     assert greedy_length(model, task, ROWS, eos_bias=bias - step) >= target >= greedy_length(model, task, ROWS, eos_bias=bias + step)
 
