@@ -109,15 +109,16 @@ def load_run(path: Path) -> Run | None:
     args, mle, start, rl = section["args"], section["mle"], section["mle_snapshot"], section["mle_rl"]
     machine = section.get("machine", "")
     gain = rl.get("gain_over_mle")
+    averaged = bool(args.get("ema"))  # [] or 0.0 (older files) when off
     return Run(
         name=path.stem, seed=int(args["seed"]), minutes=float(args["minutes"]), recipe=recipe_of(args),
-        averaged=bool(args.get("ema")),
+        averaged=averaged,
         commit=machine.split("code: commit ")[1].split()[0].rstrip(";,") if "code: commit " in machine else "",
         mle_steps=int(section["mle_steps"]),
         mle=(mle["valid_bleu"], mle["test_bleu"]), start=(start["valid_bleu"], start["test_bleu"]),
         rl=(rl["valid_bleu"], rl["test_bleu"]),
         intervals=(_interval(gain, "valid"), _interval(gain, "test")),
-        selection_excess=_selection_excess(section) if args.get("ema") else None,
+        selection_excess=_selection_excess(section) if averaged else None,
         lengths=_lengths(start, gain),
         mle_lengths=(gain["valid"]["length_ratio_a"], gain["test"]["length_ratio_a"]) if gain else None)
 
