@@ -10,8 +10,10 @@ Reads the greedy outputs ``benchmarks.quality`` writes to ``RUN_OUT/multi30k_out
   exactly into its parts: log BLEU = log BP + (1/4) sum_n (log matches_n - log totals_n), so the change is the
   brevity penalty's part plus, for each n-gram order, what more (or fewer) matches and what more (or fewer)
   output n-grams contributed;
-- how many sentences' outputs differ between the arms, and how many of those gained or lost BLEU (the corpus
-  formula on the one sentence);
+- how many sentences' outputs differ between the arms, how many of those gained or lost BLEU (the corpus
+  formula on the one sentence), and how many got fewer or more words;
+- how many outputs of each arm end with a full stop (an arm that shortens its outputs while still ending them
+  with one drops words inside the sentence rather than stopping sooner);
 - the BLEU change within thirds of the split by reference length.
 
 A question it answers: does RL gain on one split and not on the other through the brevity penalty, through
@@ -92,6 +94,9 @@ def compare(a: list[str], b: list[str], references: list[str]) -> dict:
         "changed": int(changed.sum()),
         "better": int((sentence_b > sentence_a).sum()),
         "worse": int((sentence_b < sentence_a).sum()),
+        "shorter": int((sb[:, 0] < sa[:, 0]).sum()),
+        "longer": int((sb[:, 0] > sa[:, 0]).sum()),
+        "full_stop": (sum(h.rstrip().endswith(".") for h in a), sum(h.rstrip().endswith(".") for h in b)),
         "by_length": [
             (int(sa[i, 1].min()), int(sa[i, 1].max()), bleu_of_statistics(sa[i].sum(axis=0)),
              bleu_of_statistics(sb[i].sum(axis=0)))
@@ -109,7 +114,8 @@ def report(run_out: Path, arm_a: str, arm_b: str, references: dict[str, list[str
         lines += [f"## {name}", "",
                   f"BLEU {ba:.2f} -> {bb:.2f} ({bb - ba:+.2f}); output/reference length {la:.3f} -> {lb:.3f}; "
                   f"{c['changed']} of {c['sentences']} outputs differ: {c['better']} gain BLEU on their own, "
-                  f"{c['worse']} lose it", "",
+                  f"{c['worse']} lose it; {c['shorter']} got fewer words, {c['longer']} more. Outputs ending with a "
+                  f"full stop: {c['full_stop'][0]} -> {c['full_stop'][1]}", "",
                   f"Change of log BLEU, {c['log_change']:+.4f}, by part (they sum to it):", "",
                   "| part | change of log BLEU |", "|---|---|"]
         lines += [f"| {k} | {v:+.4f} |" for k, v in c["parts"].items()]

@@ -30,6 +30,9 @@ def test_the_parts_sum_to_the_change_of_log_bleu_and_the_scores_are_sacrebleus(a
     assert c["log_change"] == pytest.approx(np.log(c["bleu"][1] / c["bleu"][0]))
     assert sum(c["parts"].values()) == pytest.approx(c["log_change"], abs=1e-9)
     assert c["changed"] == sum(x != y for x, y in zip(a, b)) and c["better"] + c["worse"] <= c["changed"]
+    assert c["shorter"] + c["longer"] <= c["changed"]
+    assert c["shorter"] == sum(len(y.split()) < len(x.split()) for x, y in zip(a, b))
+    assert c["full_stop"] == tuple(sum(h.endswith(".") for h in hyps) for hyps in (a, b))
     assert [hi for _, hi, _, _ in c["by_length"]] == sorted(hi for _, hi, _, _ in c["by_length"])
 
 
@@ -37,6 +40,7 @@ def test_a_shorter_output_shows_in_the_brevity_penalty_only():
     b = [*REFS[:4], "ein alter mann sitzt"]  # the last output loses its last words: fewer n-grams, all matched
     c = compare(REFS, b, REFS)
     assert c["parts"]["brevity penalty"] < 0 and c["changed"] == 1 and c["worse"] == 1
+    assert (c["shorter"], c["longer"], c["full_stop"]) == (1, 0, (5, 4))
     assert c["parts"]["1-gram matches"] < 0 < c["parts"]["1-gram totals"]
     assert c["parts"]["1-gram matches"] + c["parts"]["1-gram totals"] == pytest.approx(0.0)  # precision stays 1
 
