@@ -50,6 +50,7 @@ class Run:
     recipe: str  # the arguments that tell recipes apart, in words
     averaged: bool  # the MLE weights are chosen among moving averages (--ema)
     commit: str  # the code's commit where the file records it, else ""
+    cpu: str  # the machine's processor, as the file records it (its MLE steps in the budget depend on it)
     mle_steps: int
     mle: tuple[float, float]  # (valid, test2016) BLEU of the MLE arm
     start: tuple[float, float]  # the RL arm's starting snapshot
@@ -80,6 +81,12 @@ def recipe_of(args: dict[str, Any]) -> str:
     if args.get("dropout", 0.1) != 0.1:
         parts.append(f"dropout {args['dropout']:g}")
     return ", ".join(parts)
+
+
+def cpu_of(machine: str) -> str:
+    """The processor in a results file's machine line, shortened: "Intel(R) Xeon(R) Processor @ 2.80GHz, 2 cores,
+    ..." -> "Intel Xeon @ 2.80GHz"."""
+    return machine.split(",")[0].replace("(R)", "").replace(" Processor", "").strip()
 
 
 def _selection_excess(section: dict[str, Any]) -> float | None:
@@ -114,7 +121,7 @@ def load_run(path: Path) -> Run | None:
         name=path.stem, seed=int(args["seed"]), minutes=float(args["minutes"]), recipe=recipe_of(args),
         averaged=averaged,
         commit=machine.split("code: commit ")[1].split()[0].rstrip(";,") if "code: commit " in machine else "",
-        mle_steps=int(section["mle_steps"]),
+        cpu=cpu_of(machine), mle_steps=int(section["mle_steps"]),
         mle=(mle["valid_bleu"], mle["test_bleu"]), start=(start["valid_bleu"], start["test_bleu"]),
         rl=(rl["valid_bleu"], rl["test_bleu"]),
         intervals=(_interval(gain, "valid"), _interval(gain, "test")),
@@ -146,13 +153,14 @@ def render(runs: list[Run]) -> str:
              "budget; start: the RL arm's MLE snapshot (budget minus the RL minutes); RL: that snapshot after RL. "
              "RL - MLE is the issue's measure (the target is +1); the interval is the run's paired bootstrap "
              "over sentences (95%), where the run recorded one. Length: the greedy outputs' length over the "
-             "references' (corpus BLEU's brevity penalty applies below 1), from the RL arm's start to its end.", "",
-             "| run | budget, min | recipe | seed | MLE steps | MLE valid / test | start valid / test | RL valid / test "
+             "references' (corpus BLEU's brevity penalty applies below 1), from the RL arm's start to its end. CPU: the "
+             "2-core machine the run had; the budget is time, so a faster one gives MLE more steps.", "",
+             "| run | budget, min | recipe | seed | CPU | MLE steps | MLE valid / test | start valid / test | RL valid / test "
              "| RL - MLE valid | RL - MLE test | length valid | length test |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         lines.append(
-            f"| [{r.name}]({r.name}.md) | {r.minutes:g} | {r.recipe} | {r.seed} | {r.mle_steps:,} "
+            f"| [{r.name}]({r.name}.md) | {r.minutes:g} | {r.recipe} | {r.seed} | {r.cpu} | {r.mle_steps:,} "
             f"| {r.mle[0]:.2f} / {r.mle[1]:.2f} | {r.start[0]:.2f} / {r.start[1]:.2f} | {r.rl[0]:.2f} / {r.rl[1]:.2f} "
             f"| {_gain_cell(r.gain[0], r.intervals[0])} | {_gain_cell(r.gain[1], r.intervals[1])} "
             + (f"| {r.lengths[0]:.3f} → {r.lengths[2]:.3f} | {r.lengths[1]:.3f} → {r.lengths[3]:.3f} |" if r.lengths else "| | |"))

@@ -8,6 +8,7 @@ import pytest
 
 from benchmarks.multi30k_runs import (
     RESULTS,
+    cpu_of,
     load_run,
     load_runs,
     main,
@@ -53,7 +54,8 @@ def test_rows_gains_recipe_means_and_the_selection_check_come_from_the_files(tmp
     assert [r.name for r in runs] == ["quality_a", "quality_b", "quality_c"]  # the SST-2-only file has no run
     a = runs[0]
     assert a.gain == pytest.approx((0.5, 1.2))
-    assert a.commit == "abc1234"
+    assert a.commit == "abc1234" and a.cpu == "AMD EPYC"
+    assert cpu_of("Intel(R) Xeon(R) Processor @ 2.80GHz, 2 cores, 24 GiB RAM") == "Intel Xeon @ 2.80GHz"
     # chosen gap 1.0, last weights' gap 0.5: choosing on valid added 1.0 - mean(1.0, 0.5) = 0.25
     assert a.selection_excess == pytest.approx(0.25)
     assert a.lengths == (0.978, 1.018, 0.955, 0.993) and runs[1].lengths is None
