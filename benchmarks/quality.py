@@ -336,8 +336,9 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
                                              "test": length_ratio(hyps, refs["test"])}}}}
             print(f"RL arm without the length hold: valid {valid_rl:.2f}, test {test_rl:.2f}; EOS bias {bias:+.4f} "
                   f"gives {tokens} tokens on {len(hold_rows)} training sources (start: {hold_target})", flush=True)
-            valid_rl, _, valid_hyps_rl = corpus_bleu(model, task, "valid", refs["valid"], eos_bias=bias)
-            test_rl, _, hyps = corpus_bleu(model, task, "test", refs["test"], eos_bias=bias)
+            if bias:  # a bias of 0 decodes exactly as above
+                valid_rl, _, valid_hyps_rl = corpus_bleu(model, task, "valid", refs["valid"], eos_bias=bias)
+                test_rl, _, hyps = corpus_bleu(model, task, "test", refs["test"], eos_bias=bias)
         save_outputs(args.out, "mle_rl", {"valid": valid_hyps_rl, "test": hyps})
         gain = {"valid": paired_bleu(valid_hyps_mle, valid_hyps_rl, refs["valid"], seed=args.seed),
                 "test": paired_bleu(test_hyps_mle, hyps, refs["test"], seed=args.seed)}
