@@ -129,6 +129,16 @@ def output_length_ratio(batch, reference_len: np.ndarray) -> float:
     return words / reference if reference else float("nan")
 
 
+def mean_over_ranks(values: np.ndarray, device: torch.device) -> np.ndarray:
+    """The mean of ``values`` over ranks (identity without torch.distributed), so every rank moves the
+    BLEU point to the statistics of the whole rollout, not of its own share."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    t = torch.as_tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return (t / dist.get_world_size()).cpu().numpy()
+
+
 def rollout_bleu_point(batch, examples) -> np.ndarray:
     """The mean BLEU statistics of a rollout's outputs (``ir_env.rewards.bleu.bleu_point_of``)."""
     from ir_env.rewards.bleu import bleu_point_of
@@ -247,6 +257,8 @@ def train(config: RunConfig) -> dict[str, Any]:
     if config.resume:
         trainer_state, _ = load_checkpoint(out, model, optimizer, expected_config=architecture)
         state.update(trainer_state)
+        if pc.relinearise_bleu and state.get("bleu_point") is not None:  # where the stopped run had moved it
+            env.set_bleu_point(np.asarray(state["bleu_point"], dtype=np.float64))
     else:
         if (out / "checkpoint").exists():
             raise CheckpointError(f"{out} already holds a checkpoint; pass --resume to continue it or choose a new --out")
@@ -305,7 +317,9 @@ def train(config: RunConfig) -> dict[str, Any]:
                             example_ids=rollout_examples(pc, rng, len(env.episodes.examples)))
         t1 = time.perf_counter()
         if pc.relinearise_bleu:  # every episode of the rollout has ended: the next update's point
-            env.set_bleu_point(rollout_bleu_point(batch, env.episodes.examples))
+            point = mean_over_ranks(rollout_bleu_point(batch, env.episodes.examples), device)
+            env.set_bleu_point(point)
+            state["bleu_point"] = point.tolist()  # saved with the checkpoint, so a resumed run starts there
         if references is not None:
             batch.references = references[torch.as_tensor(batch.example_ids, device=device)]
         rewards, seq_kl = kl_penalty(reference, batch, action_mask, kl, pc.temperature)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sacrebleu
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -187,3 +188,25 @@ def test_trainer_refuses_relinearise_without_a_bleu_point(tmp_path):
                        ppo=PPOConfig(num_envs=4, relinearise_bleu=True))  # fmt: skip
     with pytest.raises(ValueError, match="relinearise_bleu needs a BLEU task built with bleu_point"):
         train(config)
+
+
+def test_a_resumed_relinearised_run_continues_from_the_point_it_had_moved_to(tmp_path):
+    """The moving point is part of the run's state: stopping and resuming gives the weights of a straight run."""
+    from agents.ppo import PPOConfig
+    from agents.trainer import RunConfig, train
+    from tests.shipped import shipped
+    from tests.test_learner import weights_of
+
+    def run(out, **extra):
+        return RunConfig(task="translation:multi30k", model="tiny", total_tokens=10**9, max_seconds=None, out=str(out),
+                         init="scratch", eval_every=0, eval_examples=8, checkpoint_every=100, progress=False,
+                         task_kwargs={"data_dir": str(shipped("multi30k")), "bleu_point": SHORT_POINT},
+                         ppo=PPOConfig(algo="rloo", num_envs=8, relinearise_bleu=True), **extra)  # fmt: skip
+
+    straight = train(run(tmp_path / "straight", stop_after_updates=4))
+    train(run(tmp_path / "split", stop_after_updates=2))
+    resumed = train(run(tmp_path / "split", stop_after_updates=2, resume=True))
+    assert resumed["updates"] == straight["updates"] == 4
+    a, b = weights_of(tmp_path / "straight"), weights_of(tmp_path / "split")
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
