@@ -76,7 +76,9 @@ class PPOConfig:
     update's rollout, move the point to the mean BLEU statistics of that rollout's outputs, so that the
     reward stays the first-order change of corpus BLEU where the policy now is (a fixed point goes stale
     as the policy moves: past the references' length it still pays the brevity penalty's slope). The
-    logged ``score`` is then each update's LinearBLEU at that update's own point, not one fixed scale."""
+    logged ``score`` is then each update's LinearBLEU at that update's own point, not one fixed scale.
+    The point is kept in the checkpoint, so a resumed run continues from where it had moved; under
+    torchrun it is the mean over ranks, so every rank moves to the whole rollout's statistics."""
     clip_coef: float = 0.2
     """PPO's ratio clipping range."""
     clip_vloss: bool = False
