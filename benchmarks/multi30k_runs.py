@@ -78,6 +78,10 @@ def recipe_of(args: dict[str, Any]) -> str:
         parts.append(f"length hold on {args['rl_hold_length']} sources")
     if args.get("rl_mle_coef"):
         parts.append(f"MLE term x{args['rl_mle_coef']:g}")
+    if args.get("rl_minutes", 10.0) != 10.0:
+        parts.append(f"RL {args['rl_minutes']:g} min")
+    if args.get("rl_temperature", 0.5) != 0.5:
+        parts.append(f"rollouts at T {args['rl_temperature']:g}")
     if args.get("dropout", 0.1) != 0.1:
         parts.append(f"dropout {args['dropout']:g}")
     return ", ".join(parts)

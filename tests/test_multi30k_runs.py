@@ -87,6 +87,8 @@ def test_the_recipe_names_what_tells_runs_apart():
     assert recipe_of({**ARGS, "ema": 0.0, "rl_bleu": None, "rl_length_groups": None}) == \
         "last weights, RLOO lr 2e-05, sentence BLEU"
     assert recipe_of({**ARGS, "rl_length_weight": 0.5, "rl_mle_coef": 1.0}).endswith("length x0.5, MLE term x1")
+    assert recipe_of({**ARGS, "rl_minutes": 20.0, "rl_temperature": 0.3}).endswith("RL 20 min, rollouts at T 0.3")
+    assert recipe_of({**ARGS, "rl_minutes": 10.0, "rl_temperature": 0.5}) == recipe_of(ARGS), "the defaults go unsaid"
 
 
 def test_the_committed_table_is_up_to_date_with_the_committed_results():
