@@ -82,6 +82,9 @@ from benchmarks.length_hold import greedy_length, hold_length
 from benchmarks.machine import machine_description
 from benchmarks.quality_report import report
 
+#: Where the multi30k part writes the MLE arm's weights and the RL arm's start (``--rl-from`` reads them).
+WEIGHTS_DIR = "multi30k_weights"
+
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -234,6 +237,7 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
     """The multi30k part: MLE for the whole budget, and MLE snapshot + RL, scored on test2016."""
     import torch
 
+    from agents.checkpoint import export_weights
     from agents.model import ModelConfig, PolicyModel
     from agents.ppo import PPOConfig
     from agents.supervised import mle_train
@@ -293,7 +297,9 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
     test_mle, signature, test_hyps_mle = corpus_bleu(model, task, "test", refs["test"])
     result["signature"] = signature
     save_outputs(args.out, "mle", {"valid": valid_hyps_mle, "test": test_hyps_mle})
+    export_weights(model, Path(args.out) / WEIGHTS_DIR / "mle.safetensors")
     result["outputs"] = f"{OUTPUTS_DIR}/: the greedy outputs of each arm, one sentence a line (not committed)"
+    result["weights"] = f"{WEIGHTS_DIR}/: the MLE arm's and the RL arm's start weights (not committed)"
     result["mle"] = {"valid_bleu": valid_mle, "test_bleu": test_mle, "test_examples": test_hyps_mle[:5], **chosen}
     print(f"MLE {args.minutes:g} min ({len(losses)} steps): valid {valid_mle:.2f}, test {test_mle:.2f}  [{signature}]",
           flush=True)
@@ -303,6 +309,7 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
         valid_snap, _, valid_hyps_snap = corpus_bleu(model, task, "valid", refs["valid"])
         test_snap, _, test_hyps_snap = corpus_bleu(model, task, "test", refs["test"])
         save_outputs(args.out, "mle_snapshot", {"valid": valid_hyps_snap, "test": test_hyps_snap})
+        export_weights(model, Path(args.out) / WEIGHTS_DIR / "mle_snapshot.safetensors")
         result["mle_snapshot"] = {"step": step, "minutes": snapshot_at / 60, "valid_bleu": valid_snap,
                                   "test_bleu": test_snap, **snapshot_choice,
                                   "length_ratio": {"valid": length_ratio(valid_hyps_snap, refs["valid"]),

@@ -75,6 +75,7 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
     assert outputs["mle", "test"][:5] == r["mle"]["test_examples"]
     assert outputs["mle_rl", "test"][:5] == r["mle_rl"]["test_examples"]
     assert "All greedy outputs: multi30k_outputs/" in (tmp_path / "quality.md").read_text()
+    assert sorted(p.name for p in (tmp_path / "multi30k_weights").iterdir()) == ["mle.safetensors", "mle_snapshot.safetensors"]
     text = (tmp_path / "quality.md").read_text()
     assert "## Multi30k en->de (test2016)" in text and "| MLE + RL (rloo" in text
     assert "moving averages of the weights (decays 0.9, 0.998;" in text
