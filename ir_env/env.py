@@ -75,7 +75,8 @@ class InstantRewardEnv(gym.Env):
     - `"token"`: 1/|y*| for each token equal to the reference token at its position (a naive control).
     - `"mixed"`: a weighted sum of the parts above and `"length"` (`reward_weights`, default sparse 0.5 +
       instant 0.5). `length` is a length penalty, -|c - r|/r per episode for c output words against a
-      reference of r: -1/r for each word past r, -(r - c)/r when a short output ends (0 without a reference).
+      reference of r: -1/r for each word past r, -(r - c)/r when a short output ends (0 without a reference);
+      `set_length_target(k)` aims it at k r instead: -|c - k r|/r.
     Weights can be changed during training with `set_reward_weights` (reachable through `env.unwrapped`
     or a vector env's `call`). `potential` replaces Phi by a user PrefixMetric or a function
     (source ids, prefix ids, reference ids) -> float; R(y) stays the task's score. Every step's info holds
@@ -192,6 +193,12 @@ class InstantRewardEnv(gym.Env):
         (``ir_env.rewards.bleu.POINT_FIELDS``). Call it between episodes: a row in mid-episode would be paid
         by two points."""
         self.episodes.set_bleu_point(point)
+
+    def set_length_target(self, ratio: float) -> None:
+        """Aim the ``"length"`` part at ``ratio`` times each reference's length: -|c - ratio * r|/r per episode
+        (default 1). A ratio above 1 pays for outputs longer than the references (``PPOConfig.hold_greedy_length``
+        moves it during training). Call it between episodes, like ``set_bleu_point``."""
+        self.episodes.set_length_target(ratio)
 
     def get_reward_weights(self) -> dict[str, float]:
         """The current shaping weights of every part."""

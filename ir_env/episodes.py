@@ -8,6 +8,7 @@ example of each new episode from one RNG per row in blocks, identically for both
 from __future__ import annotations
 
 import inspect
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Union
@@ -112,6 +113,7 @@ class EpisodeBatch:
         self.reference_len = np.zeros(num_rows, dtype=np.int64)
         self.length = np.zeros(num_rows, dtype=np.int64)
         self.phi = np.zeros(num_rows, dtype=np.float64)
+        self.length_target = 1.0  # k of the length penalty -|c - k r|/r
 
     def _make_potential(self, potential: PotentialSpec) -> PrefixMetric:
         if isinstance(potential, type) and issubclass(potential, PrefixMetric):
@@ -153,8 +155,8 @@ class EpisodeBatch:
         done = np.empty(n, dtype=bool)
         rows = np.empty(n, dtype=np.int64)
         grown = _append_tokens(
-            actions, self.length, self.generated, self.references, self.reference_len, self.max_len, token_match,
-            length_gap, done, rows,
+            actions, self.length, self.generated, self.references, self.reference_len, self.max_len,
+            self.length_target, token_match, length_gap, done, rows,
         )  # fmt: skip
         all_grow = grown == n
         rows = rows[:grown]
@@ -188,6 +190,12 @@ class EpisodeBatch:
             raise ValueError(f"set_bleu_point needs a BLEU task built with bleu_point=..., not metric {self.metric.name!r}")
         self.metric.set_point(point)
 
+    def set_length_target(self, ratio: float) -> None:
+        """Aim the length penalty at ``ratio`` times each reference's length (the envs' ``set_length_target``)."""
+        if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not (np.isfinite(ratio) and ratio > 0):
+            raise ValueError(f"the length target must be a finite ratio > 0, got {ratio!r}")
+        self.length_target = float(ratio)
+
     def source(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         """(k, S) source ids of ``rows`` (a fresh array)."""
         return self.sources[rows].copy() if isinstance(rows, slice) else self.sources[rows]
@@ -199,23 +207,26 @@ class EpisodeBatch:
 
 
 @numba.njit(cache=True, nogil=True)
-def _append_tokens(actions, length, generated, reference, reference_len, max_len, token_match, length_gap, done,
-                   rows):  # fmt: skip
+def _append_tokens(actions, length, generated, reference, reference_len, max_len, length_target, token_match, length_gap,
+                   done, rows):  # fmt: skip
     """The bookkeeping of one step in one pass: append each non-EOS action to its row's output, the naive
     per-position match reward (1/|y*| where the token equals the reference's at its position, UNK matching
-    nothing), the length penalty (-1/r for a word past the reference length r, -(r - c)/r when an output of
-    c < r words ends; 0 without a reference), and which rows end. Fills ``rows`` with the rows that grew and
-    returns how many did."""
+    nothing), the length penalty -|c - k r|/r of an output of c words against a reference of r (k =
+    ``length_target``), paid as it accrues: -(the part of this word past k r)/r for a word, -(k r - c)/r when
+    an output of c < k r words ends (0 without a reference), and which rows end. With k = 1: -1/r for each
+    word past r, -(r - c)/r at the end of a short output. Fills ``rows`` with the rows that grew and returns
+    how many did."""
     grown = 0
     for r in range(len(actions)):
         token = actions[r]
         token_match[r] = 0.0
         length_gap[r] = 0.0
         ref_len = reference_len[r]
+        target = length_target * ref_len
         if token == EOS:
             done[r] = True
-            if length[r] < ref_len:
-                length_gap[r] = (length[r] - ref_len) / ref_len
+            if ref_len > 0 and length[r] < target:
+                length_gap[r] = -(target - length[r]) / ref_len
             continue
         position = length[r]
         if position < ref_len and reference[r, position] == token and token != UNK:
@@ -224,10 +235,10 @@ def _append_tokens(actions, length, generated, reference, reference_len, max_len
         length[r] = position + 1
         done[r] = position + 1 >= max_len
         if ref_len > 0:
-            if position >= ref_len:
-                length_gap[r] = -1.0 / ref_len
-            elif done[r]:  # the length cap ended it short of the reference
-                length_gap[r] = (position + 1 - ref_len) / ref_len
+            if position + 1 > target:  # the part of this word past the target
+                length_gap[r] = -(position + 1 - max(float(position), target)) / ref_len
+            elif done[r]:  # the length cap ended it short of the target
+                length_gap[r] = -(target - (position + 1)) / ref_len
         rows[grown] = r
         grown += 1
     return grown

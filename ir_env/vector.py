@@ -179,6 +179,12 @@ class BatchedInstantRewardEnv(VectorEnv):
         by two points."""
         self.episodes.set_bleu_point(point)
 
+    def set_length_target(self, ratio: float) -> None:
+        """Aim the ``"length"`` part at ``ratio`` times each reference's length: -|c - ratio * r|/r per episode
+        (default 1). A ratio above 1 pays for outputs longer than the references (``PPOConfig.hold_greedy_length``
+        moves it during training). Call it between episodes, like ``set_bleu_point``."""
+        self.episodes.set_length_target(ratio)
+
     def get_reward_weights(self) -> dict[str, float]:
         """The current shaping weights of every part."""
         return dict(self.shaping.weights)

@@ -95,6 +95,35 @@ def test_length_part_sums_to_minus_the_relative_length_error(task_env, seed, dat
             assert reward == pytest.approx(-1 / r if r and t >= r else 0.0, abs=1e-12)
 
 
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), k=st.floats(0.3, 2.5), data=st.data())
+def test_length_part_with_a_target_sums_to_minus_the_relative_error_against_it(task_env, seed, k, data):
+    env = task_env
+    env.set_reward_weights({"length": 1.0})
+    env.set_length_target(k)
+    try:
+        env.reset(seed=seed)
+        r = len(env.episodes.reference(0))
+        words = np.setdiff1d(np.flatnonzero(env.action_masks()), [EOS])
+        stop = data.draw(st.integers(0, env.task.max_generation_len + 1))
+        actions = [int(words[data.draw(st.integers(0, len(words) - 1))]) for _ in range(stop)] + [EOS]
+        rewards, info = play(env, actions, seed=seed)
+    finally:
+        env.set_length_target(1.0)  # the fixture's env is shared
+    c = min(stop, env.task.max_generation_len)
+    assert sum(rewards) == pytest.approx(-abs(c - k * r) / r if r else 0.0, abs=1e-12)
+    assert all(reward <= 0.0 for reward in rewards)
+    # nothing is paid before the output passes k r words, or ends short of it
+    assert all(reward == 0.0 for t, reward in enumerate(rewards[:c]) if t + 1 <= k * r and t + 1 < c)
+
+
+@pytest.mark.parametrize("ratio", [0, -1.0, float("nan"), float("inf"), "1", True, None])
+def test_length_target_must_be_a_finite_positive_ratio(ratio):
+    for env in (make(), ir_env.BatchedInstantRewardEnv(num_envs=2)):
+        with pytest.raises(ValueError, match="length target must be a finite ratio > 0"):
+            env.set_length_target(ratio)
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_following_the_reference_scores_the_reference(task):
     env = make(task)
