@@ -96,6 +96,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         kl_target=args.kl_target, rloo_k=args.rloo_k, schedule=args.schedule, weights_start=args.weights_start or {},
         weights_end=args.weights_end or {}, adaptive_target=args.adaptive_target, anneal_lr=args.anneal_lr,
         mle_coef=args.mle_coef, length_groups=args.length_groups, relinearise_bleu=args.relinearise_bleu,
+        hold_greedy_length=args.hold_greedy_length, hold_greedy_every=args.hold_greedy_every,
+        hold_greedy_gain=args.hold_greedy_gain,
     )
     config = RunConfig(
         task=args.task, reward=args.reward, reward_weights=args.reward_weights, seed=args.seed,
@@ -259,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--relinearise-bleu", action="store_true",
                        help="with --task-kwargs '{\"bleu_point\": [...]}' (LinearBLEU, linearised corpus BLEU): move the "
                             "point to each rollout's own BLEU statistics after every update")
+    train.add_argument("--hold-greedy-length", type=int, default=0, metavar="N",
+                       help="with a 'length' reward weight > 0: every --hold-greedy-every updates, greedy-decode N "
+                            "training sources and move the length part's target so that their length stays at its "
+                            "start (0: off)")
+    train.add_argument("--hold-greedy-every", type=int, default=4)
+    train.add_argument("--hold-greedy-gain", type=float, default=0.5)
     train.add_argument("--schedule", default="constant", choices=SCHEDULES, help="how the shaping weights move")
     train.add_argument("--weights-start", type=_json_dict, default=None)
     train.add_argument("--weights-end", type=_json_dict, default=None)

@@ -79,6 +79,19 @@ class PPOConfig:
     logged ``score`` is then each update's LinearBLEU at that update's own point, not one fixed scale.
     The point is kept in the checkpoint, so a resumed run continues from where it had moved; under
     torchrun it is the mean over ranks, so every rank moves to the whole rollout's statistics."""
+    hold_greedy_length: int = 0
+    """Hold the policy's *greedy* output length where training started, through the ``"length"`` reward
+    part (the reward needs a length weight > 0): every ``hold_greedy_every`` updates, greedy-decode this
+    many training sources (a fixed set drawn with the run's seed) and move the length part's target ratio k
+    (the envs' ``set_length_target``) by ``hold_greedy_gain`` times how far their length over their
+    references' has fallen below its value at the first update (integral control, k kept in [0.5, 2]).
+    Why: on Multi30k the sampled rollouts (temperature 0.5) kept their length while RL shortened the greedy
+    outputs that are scored, so a length term on the samples alone did not hold the greedy length
+    (``benchmarks/results/multi30k_notes.md``). k and the start are kept in the checkpoint. 0: off."""
+    hold_greedy_every: int = 4
+    """Updates between two greedy decodes of ``hold_greedy_length``'s sources."""
+    hold_greedy_gain: float = 0.5
+    """Change of k per decode and unit of length ratio fallen (``hold_greedy_length``)."""
     clip_coef: float = 0.2
     """PPO's ratio clipping range."""
     clip_vloss: bool = False
@@ -126,6 +139,10 @@ class PPOConfig:
             raise ValueError(f"num_envs ({self.num_envs}) must be a positive multiple of num_minibatches ({self.num_minibatches})")
         if self.length_groups < 1:
             raise ValueError(f"length_groups must be >= 1, got {self.length_groups}")
+        if self.hold_greedy_length < 0 or self.hold_greedy_every < 1 or not (
+                math.isfinite(self.hold_greedy_gain) and self.hold_greedy_gain > 0):
+            raise ValueError("hold_greedy_length must be >= 0, hold_greedy_every >= 1 and hold_greedy_gain a finite "
+                             f"number > 0; got {self.hold_greedy_length}, {self.hold_greedy_every}, {self.hold_greedy_gain}")
         if self.algo == "rloo" and (self.rloo_k < 2 or self.num_envs % self.rloo_k):
             raise ValueError(f"rloo needs rloo_k >= 2 dividing num_envs; got rloo_k={self.rloo_k}, num_envs={self.num_envs}")
         if not self.mle_coef >= 0.0:

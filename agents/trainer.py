@@ -42,7 +42,7 @@ from agents.ppo import (
 )
 from agents.rollout import collect, evaluate
 from agents.supervised import MLEConfig, mle_train, reference_targets
-from ir_env import EOS, BatchedInstantRewardEnv, make_task
+from ir_env import EOS, PAD, BatchedInstantRewardEnv, make_task
 
 ARCHITECTURE_KEYS = ("task", "model", "task_kwargs")
 
@@ -137,6 +137,46 @@ def mean_over_ranks(values: np.ndarray, device: torch.device) -> np.ndarray:
     t = torch.as_tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return (t / dist.get_world_size()).cpu().numpy()
+
+
+class GreedyLengthHold:
+    """``PPOConfig.hold_greedy_length``: greedy-decode a fixed set of training sources every few updates and
+    move the env's length target k so that their output/reference length ratio stays at its first value."""
+
+    BOUNDS = (0.5, 2.0)
+
+    def __init__(self, pc, examples, seed: int, max_len: int, action_mask: torch.Tensor):
+        rows = np.random.default_rng(seed).choice(len(examples), size=min(pc.hold_greedy_length, len(examples)),
+                                                  replace=False)
+        self.sources = examples.source[np.sort(rows)]
+        self.reference_words = int(examples.reference_len[rows].sum())
+        if not self.reference_words:
+            raise ValueError("hold_greedy_length needs a task with references: the sources drawn have none")
+        self.every, self.gain, self.max_len, self.action_mask = pc.hold_greedy_every, pc.hold_greedy_gain, max_len, action_mask
+
+    def ratio(self, model: PolicyModel, autocast) -> float:
+        """Greedy output words over reference words on the held sources."""
+        device, words = self.action_mask.device, 0
+        with torch.no_grad(), autocast if autocast is not None else contextlib.nullcontext():
+            for start in range(0, len(self.sources), 256):
+                source = torch.as_tensor(self.sources[start:start + 256], device=device)
+                out = model.sample(source, self.max_len, action_mask=self.action_mask, greedy=True)
+                words += int(((out != EOS) & (out != PAD)).sum())
+        return words / self.reference_words
+
+    def step(self, update: int, state: dict[str, Any], model: PolicyModel, env, autocast) -> float:
+        """On every ``every``-th update: measure, move ``state["length_target"]`` and the env's target; returns
+        the measured ratio (NaN on other updates)."""
+        if update % self.every:
+            return float("nan")
+        ratio = self.ratio(model, autocast)
+        if state.get("greedy_length_start") is None:
+            state["greedy_length_start"] = ratio
+        target = state.get("length_target") or 1.0
+        target += self.gain * (state["greedy_length_start"] - ratio)
+        state["length_target"] = float(np.clip(target, *self.BOUNDS))
+        env.set_length_target(state["length_target"])
+        return ratio
 
 
 def rollout_bleu_point(batch, examples) -> np.ndarray:
@@ -259,6 +299,8 @@ def train(config: RunConfig) -> dict[str, Any]:
         state.update(trainer_state)
         if pc.relinearise_bleu and state.get("bleu_point") is not None:  # where the stopped run had moved it
             env.set_bleu_point(np.asarray(state["bleu_point"], dtype=np.float64))
+        if state.get("length_target") is not None:
+            env.set_length_target(state["length_target"])
     else:
         if (out / "checkpoint").exists():
             raise CheckpointError(f"{out} already holds a checkpoint; pass --resume to continue it or choose a new --out")
@@ -283,6 +325,12 @@ def train(config: RunConfig) -> dict[str, Any]:
     schedule = ShapingSchedule(pc, env.get_reward_weights())
     kl = KLController(state["kl_coef"], pc.kl_target, pc.kl_horizon)
     action_mask = torch.as_tensor(task.action_mask(), device=device)
+    hold = None
+    if pc.hold_greedy_length:
+        if not any(w.get("length", 0.0) > 0 for w in (env.get_reward_weights(), pc.weights_start, pc.weights_end)):
+            raise ValueError("hold_greedy_length moves the 'length' reward part's target, but its weight is 0: use "
+                             "reward='mixed' with reward_weights={'length': w > 0, ...}")
+        hold = GreedyLengthHold(pc, env.episodes.examples, config.seed, task.max_generation_len, action_mask)
     references = None  # (M, T) each train example's reference + EOS, for the maximum-likelihood term
     if pc.mle_coef:
         references = torch.as_tensor(reference_targets(env.episodes.examples, task.max_generation_len), device=device)
@@ -312,6 +360,7 @@ def train(config: RunConfig) -> dict[str, Any]:
 
         t0 = time.perf_counter()
         model.eval()
+        greedy_ratio = hold.step(u, state, model, env, autocast) if hold is not None else float("nan")
         with autocast if autocast is not None else contextlib.nullcontext():
             batch = collect(model, env, seed=seed_u, generator=generator, temperature=pc.temperature,
                             example_ids=rollout_examples(pc, rng, len(env.episodes.examples)))
@@ -355,6 +404,8 @@ def train(config: RunConfig) -> dict[str, Any]:
             "kl_coef": kl.value,
             "lr": optimizer.param_groups[0]["lr"],
             **{f"w_{k}": v for k, v in weights.items()},
+            "length_target": state.get("length_target") or 1.0,
+            "greedy_length_ratio": greedy_ratio,  # hold_greedy_length's decode, on the updates that make one
             **row,
         }
         updates_here += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -86,6 +87,8 @@ def test_adaptive_kl_coefficient_moves_towards_the_target():
     ({"num_envs": 10, "num_minibatches": 4}, "multiple"), ({"algo": "rloo", "num_envs": 8, "rloo_k": 3}, "rloo_k"),
     ({"schedule": "linear"}, "weights_end"), ({"weights_end": {"bonus": 1.0}, "schedule": "linear"}, "unknown parts"),
     ({"mle_coef": -0.5}, "mle_coef"), ({"length_groups": 0}, "length_groups"),
+    ({"hold_greedy_length": -1}, "hold_greedy_length"), ({"hold_greedy_every": 0}, "hold_greedy_every"),
+    ({"hold_greedy_gain": 0.0}, "hold_greedy_gain"), ({"hold_greedy_gain": float("nan")}, "hold_greedy_gain"),
 ])
 def test_bad_learner_config_is_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -123,6 +126,33 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path, algo):
         assert torch.equal(a[name], b[name]), name
     rows = (tmp_path / "split" / "metrics.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + straight["updates"], "one CSV row per update, appended on resume"
+
+
+def test_the_greedy_length_hold_follows_its_control_law_and_resumes_exactly(tmp_path):
+    # a large learning rate, so that the greedy outputs (and k) move within a few updates
+    ppo = PPOConfig(algo="rloo", num_envs=16, num_minibatches=2, hold_greedy_length=24, hold_greedy_every=1,
+                    hold_greedy_gain=2.0, learning_rate=3e-2, lr_warmup_updates=1)
+    reward = dict(reward="mixed", reward_weights={"instant": 1.0, "length": 0.5})
+    straight = train(tiny_run(tmp_path / "straight", ppo=ppo, **reward))
+    assert straight["updates"] >= 4
+    train(tiny_run(tmp_path / "split", ppo=ppo, **reward, stop_after_updates=straight["updates"] // 2))
+    train(tiny_run(tmp_path / "split", ppo=ppo, **reward, resume=True))
+    a, b = weights_of(tmp_path / "straight"), weights_of(tmp_path / "split")
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    with open(tmp_path / "split" / "metrics.csv", newline="") as f:
+        rows = [(float(r["greedy_length_ratio"]), float(r["length_target"])) for r in csv.DictReader(f)]
+    assert len(rows) == straight["updates"]
+    start, target = rows[0][0], 1.0
+    assert 0.0 < start < 10.0 and len({ratio for ratio, _ in rows}) > 1, "the greedy length moved"
+    for ratio, logged in rows:  # k moves by the gain times the fall of the greedy length ratio since the start
+        target = min(max(target + 2.0 * (start - ratio), 0.5), 2.0)
+        assert logged == pytest.approx(target, abs=1e-12)
+
+
+def test_the_greedy_length_hold_needs_a_length_part(tmp_path):
+    with pytest.raises(ValueError, match="'length' reward part's target, but its weight is 0"):
+        train(tiny_run(tmp_path / "run", ppo=PPOConfig(num_envs=16, num_minibatches=2, hold_greedy_length=8)))
 
 
 def test_same_seed_same_training_curve(tmp_path):
@@ -202,9 +232,13 @@ def test_cli_train_eval_and_sample_run_end_to_end(tmp_path, capsys):
     code = cli_main(["train", "--task", "matching:summary", "--model", "tiny", "--total-tokens", "500", "--num-envs", "16",
                      "--minibatches", "2", "--init", "mle", "--mle-steps", "5", "--out", str(out), "--no-progress",
                      "--eval-examples", "16", "--kl-coef", "0.1", "--mle-schedule", "inverse_sqrt", "--mle-warmup", "2",
-                     "--mle-label-smoothing", "0.1", "--mle-beta2", "0.98", "--mle-length-buckets", "--mle-ema", "0.9"])
+                     "--mle-label-smoothing", "0.1", "--mle-beta2", "0.98", "--mle-length-buckets", "--mle-ema", "0.9",
+                     "--reward", "mixed", "--reward-weights", '{"instant": 1.0, "length": 0.5}',
+                     "--hold-greedy-length", "8", "--hold-greedy-every", "2", "--hold-greedy-gain", "0.25"])
     assert code == 0
     meta = json.loads(next(out.rglob("meta.json")).read_text())
+    assert {k: meta["config"]["ppo"][k] for k in ("hold_greedy_length", "hold_greedy_every", "hold_greedy_gain")} == {
+        "hold_greedy_length": 8, "hold_greedy_every": 2, "hold_greedy_gain": 0.25}
     assert meta["config"]["mle"] == {**meta["config"]["mle"], "schedule": "inverse_sqrt", "warmup_steps": 2,
                                      "label_smoothing": 0.1, "adam_beta2": 0.98, "length_buckets": True, "ema_decay": 0.9}
     assert (out / "metrics.csv").exists() and (out / "reference.safetensors").exists() and any((out / "tb").iterdir())
