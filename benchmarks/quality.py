@@ -29,7 +29,15 @@ machine):
   its rollout (``PPOConfig.relinearise_bleu``). With ``--rl-hold-length N`` the RL arm is decoded with the EOS
   logit bias that brings its greedy length on the first N training sources back to the length of its start's
   (``benchmarks.length_hold``: RL shortens greedy outputs, and the brevity penalty then costs BLEU on valid,
-  where MLE's outputs are already short); its scores without the bias are reported beside.
+  where MLE's outputs are already short); its scores without the bias are reported beside. With
+  ``--rl-hold-greedy N`` the RL phase itself holds the greedy length: every 4 updates it greedy-decodes N
+  training sources and moves the length part's target so that their length stays at its start
+  (``PPOConfig.hold_greedy_length``; needs ``--rl-length-weight``).
+
+``--rl-from RUN_OUT`` skips the MLE training: the MLE arm and the RL arm's start are the weights an earlier
+run of this part wrote to ``RUN_OUT/multi30k_weights/`` (their scores are checked against its record), and its
+MLE record is carried over, so RL recipes are compared on one MLE run. The options that shape the MLE arm
+(``MLE_OPTIONS``) must match that run's.
 
 With ``--ema DECAY ...``, exponential moving averages of the weights are kept beside the last weights
 (updated each step, inside the budget); each arm's MLE weights (the MLE arm's at the end, the RL arm's at its
@@ -120,6 +128,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="multi30k: decode the RL arm with the EOS bias that brings its greedy length on the first "
                              "N training sources back to the RL arm's start (benchmarks.length_hold); its scores "
                              "without the bias are reported beside. 0 (default): off")
+    parser.add_argument("--rl-hold-greedy", type=int, default=0, metavar="N",
+                        help="multi30k: hold the greedy length on N training sources during RL through the length "
+                             "part's target (PPOConfig.hold_greedy_length; needs --rl-length-weight)")
+    parser.add_argument("--rl-from", default=None, metavar="RUN_OUT",
+                        help="multi30k: reuse the MLE arm and the RL arm's start of an earlier run's --out")
     parser.add_argument("--classifier", default=None, help="sst2: classifier folder (default: $IR_SST2_CLASSIFIER)")
     parser.add_argument("--sst2-reward", default="classifier", choices=["classifier", "vader"])
     parser.add_argument("--sst2-mle-minutes", type=float, default=8.0)
@@ -140,6 +153,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(f"--rl-length-weight must be a finite number >= 0, got {args.rl_length_weight}")
     if args.rl_hold_length < 0:
         parser.error(f"--rl-hold-length must be a number of training sources >= 0, got {args.rl_hold_length}")
+    if args.rl_hold_greedy < 0 or (args.rl_hold_greedy and not args.rl_length_weight):
+        parser.error(f"--rl-hold-greedy must be a number of training sources >= 0 and needs --rl-length-weight > 0, "
+                     f"got {args.rl_hold_greedy} with --rl-length-weight {args.rl_length_weight}")
+    if args.rl_from is not None:
+        if args.parts != ["multi30k"] or not args.rl_minutes:
+            parser.error("--rl-from reruns the RL arm of the multi30k part: use it with --parts multi30k and --rl-minutes > 0")
+        earlier_mle_run(parser, args)  # checked before any training
     if not 0 <= args.rl_minutes < args.minutes:
         parser.error(f"--rl-minutes must be in [0, --minutes={args.minutes}), got {args.rl_minutes}")
     if args.data_dir is not None:
@@ -163,6 +183,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         path.write_text(json.dumps(results, indent=2))  # after each part: a later failure keeps it
         (out / "quality.md").write_text(report(results))
     return results
+
+
+MLE_OPTIONS = ("model", "minutes", "rl_minutes", "eval_minutes", "batch_size", "lr", "warmup", "dropout", "ema", "seed")
+"""The options that decide the multi30k part's MLE arm and the RL arm's start: ``--rl-from`` needs them equal."""
+
+
+def earlier_mle_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    """The multi30k record of the run ``--rl-from`` names, checked for its weights and MLE options."""
+    run = Path(args.rl_from)
+    try:
+        record = json.loads((run / "quality.json").read_text())["multi30k"]
+    except (OSError, ValueError, KeyError) as e:
+        parser.error(f"--rl-from {run}: no multi30k record in {run / 'quality.json'} ({type(e).__name__}: {e})")
+    missing = [name for name in ("mle.safetensors", "mle_snapshot.safetensors") if not (run / WEIGHTS_DIR / name).is_file()]
+    if missing or "mle_snapshot" not in record:
+        parser.error(f"--rl-from {run}: the run did not keep its weights ({', '.join(missing) or 'no RL arm'}); "
+                     "only runs of this version of the part do")
+    differ = [f"--{k.replace('_', '-')} {record['args'].get(k)!r} there, {getattr(args, k)!r} here"
+              for k in MLE_OPTIONS if record["args"].get(k) != getattr(args, k)]
+    if differ:
+        parser.error(f"--rl-from {run}: the MLE options differ: " + "; ".join(differ))
+    return record
 
 
 def mle_recipe(args: argparse.Namespace, minutes: float, label_smoothing: float):
@@ -191,10 +233,25 @@ def rl_from(start, into, task_name: str, args: argparse.Namespace, minutes: floa
         load_weights(Path(tmp) / "rl", into)
         with open(Path(tmp) / "rl" / "metrics.csv", newline="") as f:
             rows = list(csv.DictReader(f))
-    # per update: the sampled rollout's mean score and output/reference length ratio
-    summary["curve"] = [{"update": int(r["update"]), "score": float(r["score"]), "length_ratio": float(r["length_ratio"])}
-                        for r in rows]
+    # per update: the sampled rollout's mean score and output/reference length ratio (and the greedy hold's)
+    summary["curve"] = [{"update": int(r["update"]), "score": float(r["score"]), "length_ratio": float(r["length_ratio"]),
+                         **greedy_hold_columns(r)} for r in rows]
     return summary
+
+
+def check_reloaded(record: dict[str, Any], valid: float, test: float, name: str) -> None:
+    """``--rl-from``: the reloaded weights must give the earlier run's recorded greedy BLEU (decoding is
+    deterministic), or they are not the weights that record describes."""
+    if abs(valid - record["valid_bleu"]) > 1e-6 or abs(test - record["test_bleu"]) > 1e-6:
+        raise SystemExit(f"--rl-from: {name} gives valid {valid:.4f} / test {test:.4f} BLEU, but the run's record says "
+                         f"{record['valid_bleu']:.4f} / {record['test_bleu']:.4f}: not the weights it describes")
+
+
+def greedy_hold_columns(row: dict[str, str]) -> dict[str, float]:
+    """An RL metrics row's length target and greedy length ratio, where the greedy length hold measured one."""
+    if not np.isfinite(float(row.get("greedy_length_ratio", "nan"))):
+        return {}
+    return {"length_target": float(row["length_target"]), "greedy_length_ratio": float(row["greedy_length_ratio"])}
 
 
 class WeightCandidates:
@@ -237,7 +294,7 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
     """The multi30k part: MLE for the whole budget, and MLE snapshot + RL, scored on test2016."""
     import torch
 
-    from agents.checkpoint import export_weights
+    from agents.checkpoint import export_weights, load_weights
     from agents.model import ModelConfig, PolicyModel
     from agents.ppo import PPOConfig
     from agents.supervised import mle_train
@@ -281,17 +338,26 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
             clock["next_eval"] += args.eval_minutes * 60
         clock["outside"] += time.perf_counter() - t0
 
-    print(f"multi30k MLE: {args.model} ({model.num_parameters() / 1e6:.1f}M parameters), {args.minutes:g} min", flush=True)
-    losses = mle_train(model, task, mle, seed=args.seed, on_step=on_step, average=candidates)
-    result: dict[str, Any] = {"parameters": model.num_parameters(), "mle_steps": len(losses),
-                              "mle_train_seconds": time.perf_counter() - clock["start"] - clock["outside"],
-                              "valid_curve": curve}
-    chosen = {}
-    if candidates is not None:
-        name, scores, state = candidates.score(evaluate, ("valid", "test"))
-        result["mle_candidates"], chosen = scores, {"weights": name}
-        print(f"MLE {args.minutes:g} min candidates: {scores}; chosen on valid: {name}", flush=True)
-        model.load_state_dict(state)
+    earlier = None
+    if args.rl_from is not None:  # the MLE arm and the RL arm's start of an earlier run (checked by main)
+        earlier = json.loads((Path(args.rl_from) / "quality.json").read_text())["multi30k"]
+        result: dict[str, Any] = {key: earlier[key] for key in ("parameters", "mle_steps", "mle_train_seconds",
+                                                                "valid_curve", "mle_candidates") if key in earlier}
+        result["mle_from"] = {"run": str(args.rl_from), **{k: earlier[k] for k in ("command", "date", "machine")}}
+        chosen = {"weights": earlier["mle"]["weights"]} if "weights" in earlier["mle"] else {}
+        load_weights(Path(args.rl_from) / WEIGHTS_DIR / "mle.safetensors", model)
+        print(f"multi30k MLE arm and RL start from {args.rl_from} ({earlier['command']})", flush=True)
+    else:
+        print(f"multi30k MLE: {args.model} ({model.num_parameters() / 1e6:.1f}M parameters), {args.minutes:g} min", flush=True)
+        losses = mle_train(model, task, mle, seed=args.seed, on_step=on_step, average=candidates)
+        result = {"parameters": model.num_parameters(), "mle_steps": len(losses),
+                  "mle_train_seconds": time.perf_counter() - clock["start"] - clock["outside"], "valid_curve": curve}
+        chosen = {}
+        if candidates is not None:
+            name, scores, state = candidates.score(evaluate, ("valid", "test"))
+            result["mle_candidates"], chosen = scores, {"weights": name}
+            print(f"MLE {args.minutes:g} min candidates: {scores}; chosen on valid: {name}", flush=True)
+            model.load_state_dict(state)
     # decoded again (greedy, so the chosen candidate's scores come back) for the outputs and the signature
     valid_mle, _, valid_hyps_mle = corpus_bleu(model, task, "valid", refs["valid"])
     test_mle, signature, test_hyps_mle = corpus_bleu(model, task, "test", refs["test"])
@@ -301,13 +367,22 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
     result["outputs"] = f"{OUTPUTS_DIR}/: the greedy outputs of each arm, one sentence a line (not committed)"
     result["weights"] = f"{WEIGHTS_DIR}/: the MLE arm's and the RL arm's start weights (not committed)"
     result["mle"] = {"valid_bleu": valid_mle, "test_bleu": test_mle, "test_examples": test_hyps_mle[:5], **chosen}
-    print(f"MLE {args.minutes:g} min ({len(losses)} steps): valid {valid_mle:.2f}, test {test_mle:.2f}  [{signature}]",
-          flush=True)
+    if earlier is not None:
+        check_reloaded(earlier["mle"], valid_mle, test_mle, "mle.safetensors")
+    print(f"MLE {args.minutes:g} min ({result['mle_steps']} steps): valid {valid_mle:.2f}, test {test_mle:.2f}  "
+          f"[{signature}]", flush=True)
     if args.rl_minutes > 0:
-        step = int(snapshot.pop("_step"))
-        model.load_state_dict(snapshot)
+        if earlier is not None:
+            load_weights(Path(args.rl_from) / WEIGHTS_DIR / "mle_snapshot.safetensors", model)
+            step = earlier["mle_snapshot"]["step"]
+            snapshot_choice = {k: earlier["mle_snapshot"][k] for k in ("weights", "candidates") if k in earlier["mle_snapshot"]}
+        else:
+            step = int(snapshot.pop("_step"))
+            model.load_state_dict(snapshot)
         valid_snap, _, valid_hyps_snap = corpus_bleu(model, task, "valid", refs["valid"])
         test_snap, _, test_hyps_snap = corpus_bleu(model, task, "test", refs["test"])
+        if earlier is not None:
+            check_reloaded(earlier["mle_snapshot"], valid_snap, test_snap, "mle_snapshot.safetensors")
         save_outputs(args.out, "mle_snapshot", {"valid": valid_hyps_snap, "test": test_hyps_snap})
         export_weights(model, Path(args.out) / WEIGHTS_DIR / "mle_snapshot.safetensors")
         result["mle_snapshot"] = {"step": step, "minutes": snapshot_at / 60, "valid_bleu": valid_snap,
@@ -317,7 +392,7 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
         print(f"MLE snapshot at {snapshot_at / 60:g} min (step {step}): valid {valid_snap:.2f}, test {test_snap:.2f}", flush=True)
         ppo = PPOConfig(algo=args.rl_algo, learning_rate=args.rl_lr, num_envs=args.rl_envs, temperature=args.rl_temperature,
                         mle_coef=args.rl_mle_coef, length_groups=args.rl_length_groups,
-                        relinearise_bleu=args.rl_bleu == "moving")
+                        relinearise_bleu=args.rl_bleu == "moving", hold_greedy_length=args.rl_hold_greedy)
         reward = ({"reward": "mixed", "reward_weights": {"instant": 1.0, "length": args.rl_length_weight}}
                   if args.rl_length_weight else {})
         if args.rl_bleu != "sentence":  # linearised where the RL arm starts, on the split that chooses weights

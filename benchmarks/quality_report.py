@@ -28,7 +28,10 @@ def _header(r: dict[str, Any]) -> list[str]:
 
 def _multi30k_section(r: dict[str, Any]) -> list[str]:
     a = r["args"]
+    reused = r.get("mle_from")
     lines = ["## Multi30k en->de (test2016)", "", *_header(r),
+             *([f"- MLE arm and RL start reused from `{reused['run']}`, the run of `{reused['command'].strip()}` "
+                f"({reused['date']}, {reused['machine']}); only the RL arm ran here  "] if reused else []),
              f"BLEU: sacrebleu corpus BLEU, greedy decoding, `{r['signature']}` (case-insensitive: the task lower-cases)",
              "",
              f"Model: `{a['model']}` ({r['parameters'] / 1e6:.1f}M parameters), from scratch, seed {a['seed']}. "
@@ -52,7 +55,8 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
             f"| {s['valid_bleu']:.2f} | {s['test_bleu']:.2f} |",
             f"| MLE + RL ({a['rl_algo']}, instant {_bleu_label(a)}, lr {a['rl_lr']:g}, T={a['rl_temperature']:g}, {a['rl_envs']} envs"
             + (f", + {a['rl_mle_coef']:g} x MLE loss" if a.get("rl_mle_coef") else "")
-            + (f", + {a['rl_length_weight']:g} x length penalty" if a.get("rl_length_weight") else "") + ") "
+            + (f", + {a['rl_length_weight']:g} x length penalty" if a.get("rl_length_weight") else "")
+            + (f", greedy length held on {a['rl_hold_greedy']:,} sources" if a.get("rl_hold_greedy") else "") + ") "
             f"| {s['minutes']:g} + {a['rl_minutes']:g} min, {rl['rl_updates']} updates, {rl['rl_tokens']:,} tokens "
             + ("(decoded with the length hold below) " if "length_hold" in rl else "")
             + f"| {rl['valid_bleu']:.2f} | {rl['test_bleu']:.2f} |"]
@@ -84,6 +88,13 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
         first, last = (np.mean([c["length_ratio"] for c in part]) for part in (curve[:tenth], curve[-tenth:]))
         lines += [f"- the RL phase's sampled outputs (temperature {a['rl_temperature']:g}, train split): output/reference "
                   f"length ratio {first:.3f} over its first {tenth} updates, {last:.3f} over its last {tenth}"]
+    held = [c for c in r.get("mle_rl", {}).get("rl_curve", []) if "greedy_length_ratio" in c]
+    if held:
+        lines += [f"- the greedy length hold (`PPOConfig.hold_greedy_length`, {a['rl_hold_greedy']:,} training sources, "
+                  f"{len(held)} decodes): their greedy output/reference length ratio {held[0]['greedy_length_ratio']:.3f} "
+                  f"at the start, {held[-1]['greedy_length_ratio']:.3f} at the last decode; the length part's target "
+                  f"{min(c['length_target'] for c in held):.3f} to {max(c['length_target'] for c in held):.3f} of the "
+                  f"references' length, {held[-1]['length_target']:.3f} at the end"]
     if "length_hold" in r.get("mle_rl", {}):
         h = r["mle_rl"]["length_hold"]
         lr = h["without"]["length_ratio"]

@@ -102,6 +102,29 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
     assert f"| MLE + RL without the length hold | the same weights | {hold['without']['valid_bleu']:.2f} |" in text
     assert f"- the length hold (`benchmarks.length_hold`): EOS logit bias {hold['eos_bias']:+.4f}" in text
 
+    # --rl-from: a second RL arm on this run's MLE weights, here with the greedy length held during RL
+    same = ["--parts", "multi30k", "--model", "tiny", "--minutes", "0.12", "--rl-minutes", "0.04", "--eval-minutes",
+            "0.04", "--threads", "1", "--ema", "0.998", "0.9"]
+    again = tmp_path / "again"
+    main([*same, "--rl-envs", "16", "--rl-length-weight", "0.5", "--rl-hold-greedy", "16", "--rl-from", str(tmp_path),
+          "--out", str(again)])
+    rerun = json.loads((again / "quality.json").read_text())["multi30k"]
+    assert rerun["mle_from"]["run"] == str(tmp_path) and rerun["mle_from"]["command"] == r["command"]
+    for key in ("mle_steps", "valid_curve", "mle_candidates"):
+        assert rerun[key] == r[key], key
+    for arm in ("mle", "mle_snapshot"):  # the reloaded weights decode to the recorded scores and outputs
+        assert (rerun[arm]["valid_bleu"], rerun[arm]["test_bleu"]) == (r[arm]["valid_bleu"], r[arm]["test_bleu"])
+        assert (again / "multi30k_outputs" / f"{arm}.test.txt").read_text().split("\n") == outputs[arm, "test"]
+    assert rerun["mle_snapshot"]["weights"] == snap["weights"] and rerun["mle_rl"]["rl_tokens"] > 0
+    assert [run["ppo"].hold_greedy_length for run in rl_runs] == [0, 16]
+    held = [c for c in rerun["mle_rl"]["rl_curve"] if "greedy_length_ratio" in c]
+    assert held and held[0]["update"] == 1 and all(0.5 <= c["length_target"] <= 2.0 for c in held)
+    assert f"- MLE arm and RL start reused from `{tmp_path}`, the run of `{r['command']}` ({r['date']}, {r['machine']})" in (
+        again / "quality.md").read_text()
+    with pytest.raises(SystemExit):  # another seed would be another MLE run
+        main([*same, "--seed", "1", "--rl-from", str(tmp_path), "--out", str(tmp_path / "other")])
+    assert not (tmp_path / "other").exists()
+
 
 def test_sst2_part_reports_reward_and_judge_for_both_models(tmp_path, data_dir, monkeypatch):
     from agents.classifier import train_sentiment_classifier
