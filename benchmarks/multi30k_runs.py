@@ -24,7 +24,7 @@ import argparse
 import json
 import sys
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from statistics import mean
 from typing import Any
@@ -59,6 +59,9 @@ class Run:
     selection_excess: float | None  # chosen candidate's valid - test gap minus the candidates' mean gap
     lengths: tuple[float, float, float, float] | None  # greedy output/reference length: start valid, test; RL valid, test
     mle_lengths: tuple[float, float] | None  # the same for the MLE arm: valid, test
+    mle_key: tuple[str, str]  # (command, date) of the run that trained the MLE arm: this one, or --rl-from's
+    reused: bool = False  # the MLE arm and RL start are an earlier run's (--rl-from): only RL ran here
+    mle_of: str = ""  # that earlier run's results file, where it is committed
 
     @property
     def gain(self) -> tuple[float, float]:
@@ -76,6 +79,8 @@ def recipe_of(args: dict[str, Any]) -> str:
         parts.append(f"length x{args['rl_length_weight']:g}")
     if args.get("rl_hold_length"):
         parts.append(f"length hold on {args['rl_hold_length']} sources")
+    if args.get("rl_hold_greedy"):
+        parts.append(f"greedy length held on {args['rl_hold_greedy']} sources")
     if args.get("rl_mle_coef"):
         parts.append(f"MLE term x{args['rl_mle_coef']:g}")
     if args.get("rl_minutes", 10.0) != 10.0:
@@ -131,12 +136,21 @@ def load_run(path: Path) -> Run | None:
         intervals=(_interval(gain, "valid"), _interval(gain, "test")),
         selection_excess=_selection_excess(section) if averaged else None,
         lengths=_lengths(start, gain),
-        mle_lengths=(gain["valid"]["length_ratio_a"], gain["test"]["length_ratio_a"]) if gain else None)
+        mle_lengths=(gain["valid"]["length_ratio_a"], gain["test"]["length_ratio_a"]) if gain else None,
+        mle_key=_mle_key(section, path.stem), reused="mle_from" in section)
+
+
+def _mle_key(section: dict[str, Any], name: str) -> tuple[str, str]:
+    """(command, date) of the run that trained the section's MLE arm; the file's name where it has none."""
+    source = section.get("mle_from", section)
+    return (source["command"].strip(), source.get("date", "")) if "command" in source else ("", name)
 
 
 def load_runs(results: Path = RESULTS) -> list[Run]:
     """Every run in ``results/quality*.json``, ordered by budget, recipe and seed."""
     runs = [run for path in sorted(results.glob("quality*.json")) if (run := load_run(path))]
+    trained = {r.mle_key: r.name for r in runs if not r.reused}
+    runs = [replace(r, mle_of=trained.get(r.mle_key, "an uncommitted run")) if r.reused else r for r in runs]
     return sorted(runs, key=lambda r: (-r.minutes, r.recipe, r.seed, r.name))
 
 
@@ -146,6 +160,12 @@ def _signed(x: float, decimals: int = 2) -> str:
 
 def _gain_cell(gain: float, interval: tuple[float, float] | None) -> str:
     return _signed(gain) + (f" [{_signed(interval[0])}, {_signed(interval[1])}]" if interval else "")
+
+
+def _mle_of(run: Run) -> str:
+    if not run.reused:
+        return ""
+    return f", MLE of [{run.mle_of}]({run.mle_of}.md)" if run.mle_of.startswith("quality") else f", MLE of {run.mle_of}"
 
 
 def render(runs: list[Run]) -> str:
@@ -158,13 +178,15 @@ def render(runs: list[Run]) -> str:
              "RL - MLE is the issue's measure (the target is +1); the interval is the run's paired bootstrap "
              "over sentences (95%), where the run recorded one. Length: the greedy outputs' length over the "
              "references' (corpus BLEU's brevity penalty applies below 1), from the RL arm's start to its end. CPU: the "
-             "2-core machine the run had; the budget is time, so a faster one gives MLE more steps.", "",
+             "2-core machine the run had; the budget is time, so a faster one gives MLE more steps. \"MLE of X\": "
+             "the run reused X's MLE arm and RL start (`--rl-from`) and ran only its RL arm, so the two runs' RL "
+             "recipes are compared on one MLE run; the summaries below count each MLE run once.", "",
              "| run | budget, min | recipe | seed | CPU | MLE steps | MLE valid / test | start valid / test | RL valid / test "
              "| RL - MLE valid | RL - MLE test | length valid | length test |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         lines.append(
-            f"| [{r.name}]({r.name}.md) | {r.minutes:g} | {r.recipe} | {r.seed} | {r.cpu} | {r.mle_steps:,} "
+            f"| [{r.name}]({r.name}.md){_mle_of(r)} | {r.minutes:g} | {r.recipe} | {r.seed} | {r.cpu} | {r.mle_steps:,} "
             f"| {r.mle[0]:.2f} / {r.mle[1]:.2f} | {r.start[0]:.2f} / {r.start[1]:.2f} | {r.rl[0]:.2f} / {r.rl[1]:.2f} "
             f"| {_gain_cell(r.gain[0], r.intervals[0])} | {_gain_cell(r.gain[1], r.intervals[1])} "
             + (f"| {r.lengths[0]:.3f} → {r.lengths[2]:.3f} | {r.lengths[1]:.3f} → {r.lengths[3]:.3f} |" if r.lengths else "| | |"))
@@ -182,7 +204,18 @@ def render(runs: list[Run]) -> str:
         lines.append(f"| {recipe} | {', '.join(str(r.seed) for r in group)} | {per_seed[0]} "
                      f"| **{_signed(mean(r.gain[0] for r in group))}** | {per_seed[1]} "
                      f"| **{_signed(mean(r.gain[1] for r in group))}** |")
-    averaged = [r for r in runs if r.minutes == FULL_BUDGET_MINUTES and r.averaged]
+    shared: dict[tuple[str, str], list[Run]] = defaultdict(list)
+    for r in runs:
+        shared[r.mle_key].append(r)
+    shared = {key: sorted(group, key=lambda r: r.reused) for key, group in shared.items() if len(group) > 1}
+    if shared:
+        lines += ["", "## RL recipes on one MLE run", "",
+                  "Runs that share an MLE arm and RL start (`--rl-from`): their RL - MLE differ by the RL phase alone.",
+                  "", "| MLE run | run | recipe | RL valid / test | RL - MLE valid | RL - MLE test |", "|---|---|---|---|---|---|"]
+        for group in shared.values():
+            lines += [f"| {group[0].name} | {r.name} | {r.recipe} | {r.rl[0]:.2f} / {r.rl[1]:.2f} "
+                      f"| {_gain_cell(r.gain[0], r.intervals[0])} | {_gain_cell(r.gain[1], r.intervals[1])} |" for r in group]
+    averaged = [r for r in runs if r.minutes == FULL_BUDGET_MINUTES and r.averaged and not r.reused]
     if averaged:
         tests = [r.mle[1] for r in averaged]
         lines += ["", f"## MLE alone at {FULL_BUDGET_MINUTES:g} minutes, with averaging", "",
@@ -196,7 +229,7 @@ def render(runs: list[Run]) -> str:
                       f"it: valid {min(v for v, _ in measured):.3f} to {max(v for v, _ in measured):.3f}, test2016 "
                       f"{min(t for _, t in measured):.3f} to {max(t for _, t in measured):.3f}. Below 1 the brevity "
                       "penalty applies, so a policy that shortens its outputs loses BLEU on valid sooner than on test."]
-    checked = [r for r in runs if r.minutes == FULL_BUDGET_MINUTES and r.selection_excess is not None]
+    checked = [r for r in runs if r.minutes == FULL_BUDGET_MINUTES and r.selection_excess is not None and not r.reused]
     lines += ["", "## Selection check", "",
               "The MLE arm is whichever weight candidate (last weights, each average) scores best on valid, which "
               "favours MLE on valid. Per run with averaging at the full budget: the chosen candidate's valid - test "

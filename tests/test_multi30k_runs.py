@@ -72,6 +72,30 @@ def test_rows_gains_recipe_means_and_the_selection_check_come_from_the_files(tmp
     assert "in the 1 of them that record it: valid 0.990 to 0.990, test2016 0.990 to 0.990." in table
 
 
+def test_a_run_on_another_runs_mle_is_paired_with_it_and_its_mle_counted_once(tmp_path):
+    first = {**_section(0, (36.0, 35.0), (36.5, 36.2), rl_length_weight=0.5), "command": "python -m q --seed 0",
+             "date": "2026-12-01T00:03"}
+    again = _section(0, (36.0, 35.0), (37.0, 36.0), rl_length_weight=0.5, rl_hold_greedy=256)
+    again.update(command="python -m q --rl-from /tmp/x", date="2026-12-01T01:30",
+                 mle_from={"run": "/tmp/x", "command": first["command"], "date": first["date"], "machine": "AMD EPYC"})
+    orphan = _section(1, (35.0, 35.5), (35.1, 36.3))
+    orphan["mle_from"] = {"run": "/tmp/y", "command": "python -m q --seed 1", "date": "2026-11-01T00:00"}
+    for name, section in (("quality_first", first), ("quality_held", again), ("quality_orphan", orphan)):
+        _write(tmp_path, name, {"multi30k": section})
+    runs = {r.name: r for r in load_runs(tmp_path)}
+    assert (runs["quality_held"].reused, runs["quality_held"].mle_of) == (True, "quality_first")
+    assert (runs["quality_first"].reused, runs["quality_first"].mle_of) == (False, "")
+    assert runs["quality_orphan"].mle_of == "an uncommitted run"
+    table = render(list(runs.values()))
+    assert "| [quality_held](quality_held.md), MLE of [quality_first](quality_first.md) | 60 |" in table
+    assert "| [quality_orphan](quality_orphan.md), MLE of an uncommitted run | 60 |" in table
+    shared = table.split("## RL recipes on one MLE run")[1].split("##")[0]
+    assert shared.count("| quality_first | ") == 2 and "| quality_first | quality_held | " in shared
+    assert "greedy length held on 256 sources | 37.00 / 36.00 | +1.00 | +1.00 |" in shared
+    assert "Over the 1 runs: test2016 35.00 to 35.00" in table, "the reused MLE arms are not counted again"
+    assert "Mean over the 1 runs:" in table
+
+
 def test_check_fails_until_the_table_is_rendered_again(tmp_path, capsys):
     _write(tmp_path, "quality_a", {"multi30k": _section(0, (36.0, 35.0), (36.5, 36.2))})
     assert main(["--results", str(tmp_path), "--check"]) == 1
