@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rl-hold-greedy", type=int, default=0, metavar="N",
                         help="multi30k: hold the greedy length on N training sources during RL through the length "
                              "part's target (PPOConfig.hold_greedy_length; needs --rl-length-weight)")
+    parser.add_argument("--rl-seed", type=int, default=None,
+                        help="multi30k: seed of the RL phase (default: --seed); with --rl-from, RL's own run-to-run spread")
     parser.add_argument("--rl-from", default=None, metavar="RUN_OUT",
                         help="multi30k: reuse the MLE arm and the RL arm's start of an earlier run's --out")
     parser.add_argument("--classifier", default=None, help="sst2: classifier folder (default: $IR_SST2_CLASSIFIER)")
@@ -226,7 +228,8 @@ def rl_from(start, into, task_name: str, args: argparse.Namespace, minutes: floa
     with tempfile.TemporaryDirectory() as tmp:
         init = str(Path(tmp) / "start.safetensors")
         export_weights(start, init)
-        config = RunConfig(task=task_name, model=args.model, seed=args.seed, total_tokens=10**12,
+        seed = args.seed if getattr(args, "rl_seed", None) is None else args.rl_seed
+        config = RunConfig(task=task_name, model=args.model, seed=seed, total_tokens=10**12,
                            max_seconds=minutes * 60, device="cpu", out=str(Path(tmp) / "rl"), init=init, ppo=ppo,
                            eval_every=0, checkpoint_every=10**9, progress=False, **run)
         summary = train(config)

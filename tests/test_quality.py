@@ -34,6 +34,10 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
         return rl_from(*args, **run)
 
     monkeypatch.setattr(quality, "rl_from", recording_rl_from)
+    import agents.trainer
+
+    seeds, train = [], agents.trainer.train
+    monkeypatch.setattr(agents.trainer, "train", lambda config: seeds.append(config.seed) or train(config))
     main(["--parts", "multi30k", "--model", "tiny", "--minutes", "0.12", "--rl-minutes", "0.04",
           "--eval-minutes", "0.04", "--rl-envs", "16", "--threads", "1", "--ema", "0.998", "0.9",
           "--rl-length-weight", "0.5", "--rl-bleu", "moving", "--rl-hold-length", "32", "--out", str(tmp_path)])
@@ -106,8 +110,8 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
     same = ["--parts", "multi30k", "--model", "tiny", "--minutes", "0.12", "--rl-minutes", "0.04", "--eval-minutes",
             "0.04", "--threads", "1", "--ema", "0.998", "0.9"]
     again = tmp_path / "again"
-    main([*same, "--rl-envs", "16", "--rl-length-weight", "0.5", "--rl-hold-greedy", "16", "--rl-from", str(tmp_path),
-          "--out", str(again)])
+    main([*same, "--rl-envs", "16", "--rl-length-weight", "0.5", "--rl-hold-greedy", "16", "--rl-seed", "5",
+          "--rl-from", str(tmp_path), "--out", str(again)])
     rerun = json.loads((again / "quality.json").read_text())["multi30k"]
     assert rerun["mle_from"]["run"] == str(tmp_path) and rerun["mle_from"]["command"] == r["command"]
     for key in ("mle_steps", "valid_curve", "mle_candidates"):
@@ -117,6 +121,7 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
         assert (again / "multi30k_outputs" / f"{arm}.test.txt").read_text().split("\n") == outputs[arm, "test"]
     assert rerun["mle_snapshot"]["weights"] == snap["weights"] and rerun["mle_rl"]["rl_tokens"] > 0
     assert [run["ppo"].hold_greedy_length for run in rl_runs] == [0, 16]
+    assert seeds == [0, 5], "--rl-seed seeds the RL phase alone"
     held = [c for c in rerun["mle_rl"]["rl_curve"] if "greedy_length_ratio" in c]
     assert held and held[0]["update"] == 1 and all(0.5 <= c["length_target"] <= 2.0 for c in held)
     assert f"- MLE arm and RL start reused from `{tmp_path}`, the run of `{r['command']}` ({r['date']}, {r['machine']})" in (
