@@ -37,7 +37,8 @@ machine):
 ``--rl-from RUN_OUT`` skips the MLE training: the MLE arm and the RL arm's start are the weights an earlier
 run of this part wrote to ``RUN_OUT/multi30k_weights/`` (their scores are checked against its record), and its
 MLE record is carried over, so RL recipes are compared on one MLE run. The options that shape the MLE arm
-(``MLE_OPTIONS``) must match that run's.
+(``MLE_OPTIONS``) must match that run's. ``--rl-seed`` seeds the RL phase alone (default ``--seed``): with
+``--rl-from``, two runs that differ only in it measure RL's own run-to-run spread on one start.
 
 With ``--ema DECAY ...``, exponential moving averages of the weights are kept beside the last weights
 (updated each step, inside the budget); each arm's MLE weights (the MLE arm's at the end, the RL arm's at its
