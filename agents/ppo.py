@@ -87,9 +87,9 @@ class PPOConfig:
     references' has fallen below its value at the first update (integral control, k kept in [0.5, 2]).
     Why: on Multi30k the sampled rollouts (temperature 0.5) kept their length while RL shortened the greedy
     outputs that are scored, so a length term on the samples alone did not hold the greedy length
-    (``benchmarks/results/multi30k_notes.md``). Measured there (256 sources, one seed): it held the greedy
-    length (valid brevity penalty -0.004 of log BLEU against -0.012 and -0.022 in two runs without it) but the
-    valid n-gram gains shrank as much (+0.027 against +0.043 and +0.050). k and the start are kept in the
+    (``benchmarks/results/multi30k_notes.md``). Measured there (256 sources, two RL seeds on one start): it
+    held the greedy length in both; RL - MLE was -0.24 / +1.16 (valid / test2016) on one seed and +1.32 / +1.09
+    on the other, against +0.07 / +0.98 and -0.04 / +0.62 without it. k and the start are kept in the
     checkpoint. 0: off."""
     hold_greedy_every: int = 4
     """Updates between two greedy decodes of ``hold_greedy_length``'s sources."""

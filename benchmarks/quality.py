@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="multi30k: hold the greedy length on N training sources during RL through the length "
                              "part's target (PPOConfig.hold_greedy_length; needs --rl-length-weight)")
     parser.add_argument("--rl-seed", type=int, default=None,
-                        help="multi30k: seed of the RL phase (default: --seed); with --rl-from, RL's own run-to-run spread")
+                        help="seed of the RL phases (default: --seed); with --rl-from, RL's own run-to-run spread")
     parser.add_argument("--rl-from", default=None, metavar="RUN_OUT",
                         help="multi30k: reuse the MLE arm and the RL arm's start of an earlier run's --out")
     parser.add_argument("--classifier", default=None, help="sst2: classifier folder (default: $IR_SST2_CLASSIFIER)")
@@ -192,8 +192,8 @@ MLE_OPTIONS = ("model", "minutes", "rl_minutes", "eval_minutes", "batch_size", "
 """The options that decide the multi30k part's MLE arm and the RL arm's start: ``--rl-from`` needs them equal."""
 
 
-def earlier_mle_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
-    """The multi30k record of the run ``--rl-from`` names, checked for its weights and MLE options."""
+def earlier_mle_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Check the run ``--rl-from`` names: a multi30k record with an RL arm, its weights, and its MLE options."""
     run = Path(args.rl_from)
     try:
         record = json.loads((run / "quality.json").read_text())["multi30k"]
@@ -207,7 +207,6 @@ def earlier_mle_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -
               for k in MLE_OPTIONS if record["args"].get(k) != getattr(args, k)]
     if differ:
         parser.error(f"--rl-from {run}: the MLE options differ: " + "; ".join(differ))
-    return record
 
 
 def mle_recipe(args: argparse.Namespace, minutes: float, label_smoothing: float):
@@ -229,7 +228,7 @@ def rl_from(start, into, task_name: str, args: argparse.Namespace, minutes: floa
     with tempfile.TemporaryDirectory() as tmp:
         init = str(Path(tmp) / "start.safetensors")
         export_weights(start, init)
-        seed = args.seed if getattr(args, "rl_seed", None) is None else args.rl_seed
+        seed = args.seed if args.rl_seed is None else args.rl_seed
         config = RunConfig(task=task_name, model=args.model, seed=seed, total_tokens=10**12,
                            max_seconds=minutes * 60, device="cpu", out=str(Path(tmp) / "rl"), init=init, ppo=ppo,
                            eval_every=0, checkpoint_every=10**9, progress=False, **run)
