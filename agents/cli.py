@@ -97,7 +97,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         weights_end=args.weights_end or {}, adaptive_target=args.adaptive_target, anneal_lr=args.anneal_lr,
         mle_coef=args.mle_coef, length_groups=args.length_groups, relinearise_bleu=args.relinearise_bleu,
         hold_greedy_length=args.hold_greedy_length, hold_greedy_every=args.hold_greedy_every,
-        hold_greedy_gain=args.hold_greedy_gain,
+        hold_greedy_gain=args.hold_greedy_gain, weight_averages=tuple(args.weight_averages),
     )
     config = RunConfig(
         task=args.task, reward=args.reward, reward_weights=args.reward_weights, seed=args.seed,
@@ -267,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "start (0: off)")
     train.add_argument("--hold-greedy-every", type=int, default=4)
     train.add_argument("--hold-greedy-gain", type=float, default=0.5)
+    train.add_argument("--weight-averages", type=float, nargs="*", default=[], metavar="DECAY",
+                       help="keep moving averages of the policy's weights at these decays (checkpointed) and write "
+                            "each to OUT/ema_<decay>.safetensors at the end")
     train.add_argument("--schedule", default="constant", choices=SCHEDULES, help="how the shaping weights move")
     train.add_argument("--weights-start", type=_json_dict, default=None)
     train.add_argument("--weights-end", type=_json_dict, default=None)

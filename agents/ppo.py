@@ -95,6 +95,12 @@ class PPOConfig:
     """Updates between two greedy decodes of ``hold_greedy_length``'s sources."""
     hold_greedy_gain: float = 0.5
     """Change of k per decode and unit of length ratio fallen (``hold_greedy_length``)."""
+    weight_averages: tuple[float, ...] = ()
+    """Decays of exponential moving averages of the policy's weights (``agents.supervised.WeightAverage``),
+    updated after every update from the run's start (Polyak averaging of the RL iterates, as the MLE
+    recipes average theirs). They do not act on training: each is kept in the checkpoint (a resumed run
+    continues them) and written at the end to ``<out>/ema_<decay>.safetensors`` for ``load_weights``.
+    With U updates the start keeps a share decay**U of an average. Empty: none."""
     clip_coef: float = 0.2
     """PPO's ratio clipping range."""
     clip_vloss: bool = False
@@ -146,6 +152,9 @@ class PPOConfig:
                 math.isfinite(self.hold_greedy_gain) and self.hold_greedy_gain > 0):
             raise ValueError("hold_greedy_length must be >= 0, hold_greedy_every >= 1 and hold_greedy_gain a finite "
                              f"number > 0; got {self.hold_greedy_length}, {self.hold_greedy_every}, {self.hold_greedy_gain}")
+        self.weight_averages = tuple(float(d) for d in self.weight_averages)  # a list from JSON
+        if any(not 0.0 < d < 1.0 for d in self.weight_averages) or len(set(self.weight_averages)) < len(self.weight_averages):
+            raise ValueError(f"weight_averages must be distinct decays in (0, 1), got {list(self.weight_averages)}")
         if self.algo == "rloo" and (self.rloo_k < 2 or self.num_envs % self.rloo_k):
             raise ValueError(f"rloo needs rloo_k >= 2 dividing num_envs; got rloo_k={self.rloo_k}, num_envs={self.num_envs}")
         if not self.mle_coef >= 0.0:

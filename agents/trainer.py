@@ -3,7 +3,8 @@ checkpoints. ``instant-reward train`` builds a ``RunConfig`` and calls ``train``
 
 Outputs in ``--out``: ``metrics.csv`` and TensorBoard events (``tb/``), ``checkpoint/`` (weights in
 safetensors, optimizer and counters; written atomically, the previous one kept until the new one is
-complete), ``reference.safetensors`` (the frozen KL reference) and ``summary.json``.
+complete), ``reference.safetensors`` (the frozen KL reference), ``ema_<decay>.safetensors`` (the moving
+averages of the policy's weights that ``PPOConfig.weight_averages`` asks for) and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import csv
 import json
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,7 @@ from agents.ppo import (
     rollout_examples,
 )
 from agents.rollout import collect, evaluate
-from agents.supervised import MLEConfig, mle_train, reference_targets
+from agents.supervised import MLEConfig, WeightAverage, mle_train, reference_targets
 from ir_env import EOS, PAD, BatchedInstantRewardEnv, make_task
 
 ARCHITECTURE_KEYS = ("task", "model", "task_kwargs")
@@ -179,6 +181,38 @@ class GreedyLengthHold:
         return ratio
 
 
+def restore_averages(model: PolicyModel, decays: tuple[float, ...], state: dict[str, Any],
+                     resumed: bool) -> dict[float, WeightAverage]:
+    """``PPOConfig.weight_averages``: one ``WeightAverage`` per decay, starting from the model's weights, or
+    from the checkpoint's ``state["weight_averages"]`` on resume. ``state`` then holds their (live) tensors,
+    so every checkpoint saves them where they are."""
+    saved = state.get("weight_averages") or {}
+    averages = {}
+    for decay in decays:
+        average, key = WeightAverage(model, decay), f"{decay:g}"
+        if key in saved:
+            tensors = saved[key]
+            if len(tensors) != len(average.params) or any(t.shape != p.shape for t, p in zip(tensors, average.params)):
+                raise CheckpointError(f"the checkpoint's weight average at decay {key} does not fit the model "
+                                      f"({len(tensors)} tensors for {len(average.params)} parameters); start a new run")
+            average.params = [t.to(device=p.device, dtype=p.dtype) for t, p in zip(tensors, average.params)]
+        elif resumed and state["update"]:
+            warnings.warn(f"the checkpoint holds no weight average at decay {key} (its run kept none); it starts "
+                          f"from the resumed weights at update {state['update']}", stacklevel=3)
+        averages[decay] = average
+    state["weight_averages"] = {f"{d:g}": a.params for d, a in averages.items()}
+    return averages
+
+
+def export_average(model: PolicyModel, average: WeightAverage, out: Path) -> Path:
+    """Write ``average``'s weights to ``<out>/ema_<decay>.safetensors`` (the model keeps its own)."""
+    import copy
+
+    averaged = copy.deepcopy(model)
+    average.copy_to(averaged)
+    return export_weights(averaged, out / f"ema_{average.decay:g}.safetensors")
+
+
 def rollout_bleu_point(batch, examples) -> np.ndarray:
     """The mean BLEU statistics of a rollout's outputs (``ir_env.rewards.bleu.bleu_point_of``)."""
     from ir_env.rewards.bleu import bleu_point_of
@@ -308,6 +342,7 @@ def train(config: RunConfig) -> dict[str, Any]:
             _warm_start(model, task, config, autocast, is_main)
         elif config.init != "scratch":
             load_weights(config.init, model)
+    averages = restore_averages(model, pc.weight_averages, state, resumed=config.resume)
     reference = None
     if pc.kl_coef > 0 or pc.kl_target is not None:
         reference = build_model(config, task, device)
@@ -376,6 +411,8 @@ def train(config: RunConfig) -> dict[str, Any]:
         model.train()
         critic_warmup = pc.algo == "ppo" and u < pc.value_warmup_updates and config.init != "scratch"
         stats = ppo_update(evaluator, optimizer, batch, advantages, returns, pc, action_mask, rng, autocast, value_only=critic_warmup)
+        for average in averages.values():
+            average.update()
         t2 = time.perf_counter()
 
         row = {
@@ -433,6 +470,8 @@ def train(config: RunConfig) -> dict[str, Any]:
     summary = {"updates": state["update"], "tokens": state["tokens"], "valid": last_eval, "wall_seconds": state["wall"],
                "world_size": world, "device": str(device)}
     if is_main:
+        for decay, average in averages.items():
+            summary.setdefault("weight_averages", {})[f"{decay:g}"] = export_average(model, average, out).name
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if world > 1:
         dist.barrier()

@@ -150,6 +150,51 @@ def test_the_greedy_length_hold_follows_its_control_law_and_resumes_exactly(tmp_
         assert logged == pytest.approx(target, abs=1e-12)
 
 
+def test_weight_averages_follow_their_recursion_resume_exactly_and_are_written(tmp_path):
+    from safetensors.torch import load_file
+
+    from agents.checkpoint import export_weights
+    from agents.trainer import build_model
+    from ir_env import make_task
+
+    ppo = PPOConfig(num_envs=16, num_minibatches=2, update_epochs=2, learning_rate=1e-2, weight_averages=(0.5, 0.9))
+    probe = tiny_run(tmp_path / "probe", ppo=ppo)
+    init = str(export_weights(build_model(probe, make_task(probe.task, **probe.task_kwargs), torch.device("cpu")),
+                              tmp_path / "init.safetensors"))
+    straight = train(tiny_run(tmp_path / "straight", ppo=ppo, init=init))
+    assert straight["updates"] >= 3 and straight["weight_averages"] == {"0.5": "ema_0.5.safetensors", "0.9": "ema_0.9.safetensors"}
+    # one update per call, resumed each time: each average is decay * itself + (1 - decay) * the new weights
+    averages = {d: {k: v.double() for k, v in load_file(init).items()} for d in (0.5, 0.9)}
+    for update in range(straight["updates"]):
+        summary = train(tiny_run(tmp_path / "split", ppo=ppo, init=init, stop_after_updates=1, resume=update > 0))
+        assert summary["updates"] == update + 1
+        weights = weights_of(tmp_path / "split")
+        for d, average in averages.items():
+            written = load_file(str(tmp_path / "split" / f"ema_{d:g}.safetensors"))
+            assert written.keys() == weights.keys()
+            for name in weights:
+                average[name] = d * average[name] + (1 - d) * weights[name].double()
+                assert torch.allclose(written[name].double(), average[name], atol=1e-6), (update, d, name)
+    moved = weights_of(tmp_path / "straight")
+    for d in (0.5, 0.9):  # the straight run and the run resumed at every update write the same averages
+        a = load_file(str(tmp_path / "straight" / f"ema_{d:g}.safetensors"))
+        b = load_file(str(tmp_path / "split" / f"ema_{d:g}.safetensors"))
+        assert all(torch.equal(a[name], b[name]) for name in a)
+        assert any(not torch.equal(a[name], moved[name]) for name in a), "an average is not the last weights"
+
+
+def test_weight_averages_are_checked_and_start_at_the_resumed_weights_where_the_checkpoint_has_none(tmp_path):
+    for bad in [(1.0,), (0.0,), (0.9, 0.9)]:
+        with pytest.raises(ValueError, match="weight_averages must be distinct decays in \\(0, 1\\)"):
+            PPOConfig(weight_averages=bad)
+    assert PPOConfig(weight_averages=[0.9]).weight_averages == (0.9,), "a list (from JSON) becomes a tuple"
+    train(tiny_run(tmp_path / "run", stop_after_updates=1))
+    ppo = PPOConfig(num_envs=16, num_minibatches=2, update_epochs=2, weight_averages=(0.9,))
+    with pytest.warns(UserWarning, match="no weight average at decay 0.9 .* from the resumed weights at update 1"):
+        train(tiny_run(tmp_path / "run", ppo=ppo, resume=True, stop_after_updates=1))
+    assert (tmp_path / "run" / "ema_0.9.safetensors").exists()
+
+
 def test_the_greedy_length_hold_needs_a_length_part(tmp_path):
     with pytest.raises(ValueError, match="'length' reward part's target, but its weight is 0"):
         train(tiny_run(tmp_path / "run", ppo=PPOConfig(num_envs=16, num_minibatches=2, hold_greedy_length=8)))
