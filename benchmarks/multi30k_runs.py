@@ -81,6 +81,8 @@ def recipe_of(args: dict[str, Any]) -> str:
         parts.append(f"length hold on {args['rl_hold_length']} sources")
     if args.get("rl_hold_greedy"):
         parts.append(f"greedy length held on {args['rl_hold_greedy']} sources")
+    if args.get("rl_ema"):
+        parts.append("RL EMA " + "/".join(f"{d:g}" for d in sorted(args["rl_ema"])))
     if args.get("rl_mle_coef"):
         parts.append(f"MLE term x{args['rl_mle_coef']:g}")
     if args.get("rl_minutes", 10.0) != 10.0:

@@ -33,6 +33,9 @@ machine):
   ``--rl-hold-greedy N`` the RL phase itself holds the greedy length: every 4 updates it greedy-decodes N
   training sources and moves the length part's target so that their length stays at its start
   (``PPOConfig.hold_greedy_length``; needs ``--rl-length-weight``).
+  ``--rl-ema DECAY ...`` keeps moving averages of the RL phase's weights (``PPOConfig.weight_averages``); the
+  RL arm is then whichever of its last weights and these averages scores best on valid after the RL phase
+  (outside the budget, as the MLE arm's candidates are scored at 60 minutes). All are reported.
 
 ``--rl-from RUN_OUT`` skips the MLE training: the MLE arm and the RL arm's start are the weights an earlier
 run of this part wrote to ``RUN_OUT/multi30k_weights/`` (their scores are checked against its record), and its
@@ -132,6 +135,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rl-hold-greedy", type=int, default=0, metavar="N",
                         help="multi30k: hold the greedy length on N training sources during RL through the length "
                              "part's target (PPOConfig.hold_greedy_length; needs --rl-length-weight)")
+    parser.add_argument("--rl-ema", type=float, nargs="*", default=[], metavar="DECAY",
+                        help="multi30k: keep moving averages of the RL phase's weights at these decays "
+                             "(PPOConfig.weight_averages); the RL arm is whichever of its last weights and these "
+                             "scores best on valid, as the MLE arms are chosen with --ema")
     parser.add_argument("--rl-seed", type=int, default=None,
                         help="seed of the RL phases (default: --seed); with --rl-from, RL's own run-to-run spread")
     parser.add_argument("--rl-from", default=None, metavar="RUN_OUT",
@@ -152,6 +159,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if any(not 0.0 < d < 1.0 for d in args.ema):
         parser.error(f"--ema decays must be in (0, 1), got {args.ema}")
+    if any(not 0.0 < d < 1.0 for d in args.rl_ema) or len(set(args.rl_ema)) < len(args.rl_ema):
+        parser.error(f"--rl-ema decays must be distinct and in (0, 1), got {args.rl_ema}")
     if not (np.isfinite(args.rl_length_weight) and args.rl_length_weight >= 0):
         parser.error(f"--rl-length-weight must be a finite number >= 0, got {args.rl_length_weight}")
     if args.rl_hold_length < 0:
@@ -221,7 +230,8 @@ def mle_recipe(args: argparse.Namespace, minutes: float, label_smoothing: float)
 
 def rl_from(start, into, task_name: str, args: argparse.Namespace, minutes: float, ppo, **run: Any) -> dict[str, Any]:
     """RL with ``agents.trainer.train`` from the weights of ``start`` for ``minutes`` of wall time; the
-    trained weights are loaded into ``into`` (which may be ``start``). Returns the run's summary."""
+    trained weights are loaded into ``into`` (which may be ``start``). Returns the run's summary, with
+    ``averages``: {"EMA <decay>": state dict} of ``ppo.weight_averages``."""
     from agents.checkpoint import export_weights, load_weights
     from agents.trainer import RunConfig, train
 
@@ -233,6 +243,11 @@ def rl_from(start, into, task_name: str, args: argparse.Namespace, minutes: floa
                            max_seconds=minutes * 60, device="cpu", out=str(Path(tmp) / "rl"), init=init, ppo=ppo,
                            eval_every=0, checkpoint_every=10**9, progress=False, **run)
         summary = train(config)
+        averages = {}
+        for decay, name in summary.get("weight_averages", {}).items():  # PPOConfig.weight_averages
+            load_weights(Path(tmp) / "rl" / name, into)
+            averages[f"EMA {decay}"] = {k: v.detach().clone() for k, v in into.state_dict().items()}
+        summary["averages"] = averages
         load_weights(Path(tmp) / "rl", into)
         with open(Path(tmp) / "rl" / "metrics.csv", newline="") as f:
             rows = list(csv.DictReader(f))
@@ -278,19 +293,35 @@ class WeightCandidates:
         """Score every candidate with ``evaluate(split) -> BLEU`` on ``splits`` (the first one chooses):
         (chosen name, {name: {split_bleu: score}}, chosen weights as a state dict). The model gets its last
         weights back."""
-        last = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        scores: dict[str, dict[str, float]] = {}
-        chosen, chosen_state = "", {}
-        for name in self.names():
-            if name in self.averages:
-                self.averages[name].copy_to()
-            scores[name] = {f"{split}_bleu": evaluate(split) for split in splits}
-            key = f"{splits[0]}_bleu"
-            if not chosen or scores[name][key] > scores[chosen][key]:  # ties: the earlier name
-                chosen = name
-                chosen_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        last = state_of(self.model)
+        states = {"last weights": last}
+        for name, average in self.averages.items():
+            average.copy_to()
+            states[name] = state_of(self.model)
             self.model.load_state_dict(last)
-        return chosen, scores, chosen_state
+        return choose_weights(self.model, states, evaluate, splits)
+
+
+def state_of(model) -> dict[str, Any]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def choose_weights(model, states: dict[str, dict[str, Any]], evaluate,
+                   splits: tuple[str, ...]) -> tuple[str, dict[str, dict[str, float]], dict[str, Any]]:
+    """Score each of ``states`` (name -> state dict, in order) in ``model`` with ``evaluate(split) -> BLEU`` on
+    ``splits``; the first split chooses (ties: the earlier name). Returns (chosen name, {name: {split_bleu:
+    score}}, chosen state); the model gets back the weights it had."""
+    before = state_of(model)
+    scores: dict[str, dict[str, float]] = {}
+    chosen = ""
+    for name, state in states.items():
+        model.load_state_dict(state)
+        scores[name] = {f"{split}_bleu": evaluate(split) for split in splits}
+        key = f"{splits[0]}_bleu"
+        if not chosen or scores[name][key] > scores[chosen][key]:
+            chosen = name
+    model.load_state_dict(before)
+    return chosen, scores, states[chosen]
 
 
 def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
@@ -395,7 +426,8 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
         print(f"MLE snapshot at {snapshot_at / 60:g} min (step {step}): valid {valid_snap:.2f}, test {test_snap:.2f}", flush=True)
         ppo = PPOConfig(algo=args.rl_algo, learning_rate=args.rl_lr, num_envs=args.rl_envs, temperature=args.rl_temperature,
                         mle_coef=args.rl_mle_coef, length_groups=args.rl_length_groups,
-                        relinearise_bleu=args.rl_bleu == "moving", hold_greedy_length=args.rl_hold_greedy)
+                        relinearise_bleu=args.rl_bleu == "moving", hold_greedy_length=args.rl_hold_greedy,
+                        weight_averages=tuple(args.rl_ema))
         reward = ({"reward": "mixed", "reward_weights": {"instant": 1.0, "length": args.rl_length_weight}}
                   if args.rl_length_weight else {})
         if args.rl_bleu != "sentence":  # linearised where the RL arm starts, on the split that chooses weights
@@ -407,6 +439,13 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
         hold_rows = range(min(args.rl_hold_length, len(task.examples("train"))))
         hold_target = greedy_length(model, task, hold_rows) if args.rl_hold_length else 0
         summary = rl_from(model, model, task.name, args, args.rl_minutes, ppo, eval_examples=256, **reward)
+        rl_choice = {}
+        if summary["averages"]:  # the RL arm's weights are chosen on valid as the MLE arms' are (outside the budget)
+            name, scores, state = choose_weights(model, {"last weights": state_of(model), **summary["averages"]},
+                                                 evaluate, ("valid", "test"))
+            rl_choice = {"weights": name, "candidates": scores}
+            print(f"RL candidates: {scores}; chosen on valid: {name}", flush=True)
+            model.load_state_dict(state)
         valid_rl, _, valid_hyps_rl = corpus_bleu(model, task, "valid", refs["valid"])
         test_rl, _, hyps = corpus_bleu(model, task, "test", refs["test"])
         held = {}
@@ -429,7 +468,8 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
                 "test": paired_bleu(test_hyps_mle, hyps, refs["test"], seed=args.seed)}
         result["mle_rl"] = {"valid_bleu": valid_rl, "test_bleu": test_rl, "rl_updates": summary["updates"],
                             "rl_tokens": summary["tokens"], "rl_seconds": summary["wall_seconds"],
-                            "test_examples": hyps[:5], "gain_over_mle": gain, "rl_curve": summary["curve"], **held}
+                            "test_examples": hyps[:5], "gain_over_mle": gain, "rl_curve": summary["curve"], **held,
+                            **rl_choice}
         print(f"MLE {snapshot_at / 60:g} min + RL {args.rl_minutes:g} min ({summary['tokens']} tokens): "
               f"valid {valid_rl:.2f}, test {test_rl:.2f}", flush=True)
     return result

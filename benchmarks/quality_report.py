@@ -56,10 +56,15 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
             f"| MLE + RL ({a['rl_algo']}, instant {_bleu_label(a)}, lr {a['rl_lr']:g}, T={a['rl_temperature']:g}, {a['rl_envs']} envs"
             + (f", + {a['rl_mle_coef']:g} x MLE loss" if a.get("rl_mle_coef") else "")
             + (f", + {a['rl_length_weight']:g} x length penalty" if a.get("rl_length_weight") else "")
-            + (f", greedy length held on {a['rl_hold_greedy']:,} sources" if a.get("rl_hold_greedy") else "") + ") "
+            + (f", greedy length held on {a['rl_hold_greedy']:,} sources" if a.get("rl_hold_greedy") else "")
+            + _weights_label(rl) + ") "
             f"| {s['minutes']:g} + {a['rl_minutes']:g} min, {rl['rl_updates']} updates, {rl['rl_tokens']:,} tokens "
             + ("(decoded with the length hold below) " if "length_hold" in rl else "")
             + f"| {rl['valid_bleu']:.2f} | {rl['test_bleu']:.2f} |"]
+        for name, scores in rl.get("candidates", {}).items():
+            if name != rl["weights"]:
+                lines.append(f"| MLE + RL, {name} of the RL phase (not chosen) | the same run | {scores['valid_bleu']:.2f} "
+                             f"| {scores['test_bleu']:.2f} |")
         if "length_hold" in rl:
             without = rl["length_hold"]["without"]
             lines.append(f"| MLE + RL without the length hold | the same weights | {without['valid_bleu']:.2f} "

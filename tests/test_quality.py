@@ -111,7 +111,7 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
             "0.04", "--threads", "1", "--ema", "0.998", "0.9"]
     again = tmp_path / "again"
     main([*same, "--rl-envs", "16", "--rl-length-weight", "0.5", "--rl-hold-greedy", "16", "--rl-seed", "5",
-          "--rl-from", str(tmp_path), "--out", str(again)])
+          "--rl-ema", "0.5", "0.9", "--rl-from", str(tmp_path), "--out", str(again)])
     rerun = json.loads((again / "quality.json").read_text())["multi30k"]
     assert rerun["mle_from"]["run"] == str(tmp_path) and rerun["mle_from"]["command"] == r["command"]
     for key in ("mle_steps", "valid_curve", "mle_candidates"):
@@ -121,6 +121,16 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
         assert (again / "multi30k_outputs" / f"{arm}.test.txt").read_text().split("\n") == outputs[arm, "test"]
     assert rerun["mle_snapshot"]["weights"] == snap["weights"] and rerun["mle_rl"]["rl_tokens"] > 0
     assert [run["ppo"].hold_greedy_length for run in rl_runs] == [0, 16]
+    assert [run["ppo"].weight_averages for run in rl_runs] == [(), (0.5, 0.9)]
+    assert "weights" not in r["mle_rl"], "without --rl-ema the RL arm is its last weights"
+    rl = rerun["mle_rl"]  # --rl-ema: the RL arm is the candidate of the RL phase that scores best on valid
+    assert list(rl["candidates"]) == ["last weights", "EMA 0.5", "EMA 0.9"]
+    assert rl["weights"] == max(rl["candidates"], key=lambda name: rl["candidates"][name]["valid_bleu"])
+    assert (rl["valid_bleu"], rl["test_bleu"]) == pytest.approx(
+        (rl["candidates"][rl["weights"]]["valid_bleu"], rl["candidates"][rl["weights"]]["test_bleu"]))
+    rerun_text = (again / "quality.md").read_text()
+    assert f"{rl['weights']}, chosen on valid) |" in rerun_text
+    assert sum(f"| MLE + RL, {name} of the RL phase (not chosen) |" in rerun_text for name in rl["candidates"]) == 2
     assert seeds == [0, 5], "--rl-seed seeds the RL phase alone"
     held = [c for c in rerun["mle_rl"]["rl_curve"] if "greedy_length_ratio" in c]
     assert held and held[0]["update"] == 1 and all(0.5 <= c["length_target"] <= 2.0 for c in held)
