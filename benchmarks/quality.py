@@ -272,58 +272,6 @@ def greedy_hold_columns(row: dict[str, str]) -> dict[str, float]:
     return {"length_target": float(row["length_target"]), "greedy_length_ratio": float(row["greedy_length_ratio"])}
 
 
-class WeightCandidates:
-    """The last weights of a model and exponential moving averages of them at several decays, updated as one
-    (``mle_train`` calls ``update`` after each step), and chosen between by a score on valid data."""
-
-    def __init__(self, model, decays: list[float]):
-        from agents.supervised import WeightAverage
-
-        self.model = model
-        self.averages = {f"EMA {d:g}": WeightAverage(model, d) for d in sorted(set(decays))}
-
-    def update(self) -> None:
-        for average in self.averages.values():
-            average.update()
-
-    def names(self) -> list[str]:
-        return ["last weights", *self.averages]
-
-    def score(self, evaluate, splits: tuple[str, ...]) -> tuple[str, dict[str, dict[str, float]], dict[str, Any]]:
-        """Score every candidate with ``evaluate(split) -> BLEU`` on ``splits`` (the first one chooses):
-        (chosen name, {name: {split_bleu: score}}, chosen weights as a state dict). The model gets its last
-        weights back."""
-        last = state_of(self.model)
-        states = {"last weights": last}
-        for name, average in self.averages.items():
-            average.copy_to()
-            states[name] = state_of(self.model)
-            self.model.load_state_dict(last)
-        return choose_weights(self.model, states, evaluate, splits)
-
-
-def state_of(model) -> dict[str, Any]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def choose_weights(model, states: dict[str, dict[str, Any]], evaluate,
-                   splits: tuple[str, ...]) -> tuple[str, dict[str, dict[str, float]], dict[str, Any]]:
-    """Score each of ``states`` (name -> state dict, in order) in ``model`` with ``evaluate(split) -> BLEU`` on
-    ``splits``; the first split chooses (ties: the earlier name). Returns (chosen name, {name: {split_bleu:
-    score}}, chosen state); the model gets back the weights it had."""
-    before = state_of(model)
-    scores: dict[str, dict[str, float]] = {}
-    chosen = ""
-    for name, state in states.items():
-        model.load_state_dict(state)
-        scores[name] = {f"{split}_bleu": evaluate(split) for split in splits}
-        key = f"{splits[0]}_bleu"
-        if not chosen or scores[name][key] > scores[chosen][key]:
-            chosen = name
-    model.load_state_dict(before)
-    return chosen, scores, states[chosen]
-
-
 def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
     """The multi30k part: MLE for the whole budget, and MLE snapshot + RL, scored on test2016."""
     import torch
@@ -332,6 +280,7 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
     from agents.model import ModelConfig, PolicyModel
     from agents.ppo import PPOConfig
     from agents.supervised import mle_train
+    from benchmarks.weight_choice import WeightCandidates, choose_weights, state_of
     from ir_env.tasks.real import Multi30kTask
 
     torch.manual_seed(args.seed)
