@@ -234,6 +234,7 @@ def rl_from(start, into, task_name: str, args: argparse.Namespace, minutes: floa
     ``averages``: {"EMA <decay>": state dict} of ``ppo.weight_averages``."""
     from agents.checkpoint import export_weights, load_weights
     from agents.trainer import RunConfig, train
+    from benchmarks.weight_choice import state_of
 
     with tempfile.TemporaryDirectory() as tmp:
         init = str(Path(tmp) / "start.safetensors")
@@ -246,7 +247,7 @@ def rl_from(start, into, task_name: str, args: argparse.Namespace, minutes: floa
         averages = {}
         for decay, name in summary.get("weight_averages", {}).items():  # PPOConfig.weight_averages
             load_weights(Path(tmp) / "rl" / name, into)
-            averages[f"EMA {decay}"] = {k: v.detach().clone() for k, v in into.state_dict().items()}
+            averages[f"EMA {decay}"] = state_of(into)
         summary["averages"] = averages
         load_weights(Path(tmp) / "rl", into)
         with open(Path(tmp) / "rl" / "metrics.csv", newline="") as f:

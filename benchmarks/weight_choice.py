@@ -21,19 +21,15 @@ class WeightCandidates:
         for average in self.averages.values():
             average.update()
 
-    def names(self) -> list[str]:
-        return ["last weights", *self.averages]
-
     def score(self, evaluate, splits: tuple[str, ...]) -> tuple[str, dict[str, dict[str, float]], dict[str, Any]]:
         """Score every candidate with ``evaluate(split) -> BLEU`` on ``splits`` (the first one chooses):
         (chosen name, {name: {split_bleu: score}}, chosen weights as a state dict). The model gets its last
         weights back."""
-        last = state_of(self.model)
-        states = {"last weights": last}
+        states = {"last weights": state_of(self.model)}
         for name, average in self.averages.items():
             average.copy_to()
             states[name] = state_of(self.model)
-            self.model.load_state_dict(last)
+        self.model.load_state_dict(states["last weights"])
         return choose_weights(self.model, states, evaluate, splits)
 
 
