@@ -91,6 +91,11 @@ class PPOConfig:
     held the greedy length in both; RL - MLE was -0.24 / +1.16 (valid / test2016) on one seed and +1.32 / +1.09
     on the other, against +0.07 / +0.98 and -0.04 / +0.62 without it. k and the start are kept in the
     checkpoint. 0: off."""
+    hold_greedy_ratio: float = 0.0
+    """The greedy output/reference length ratio (on ``hold_greedy_length``'s sources) that the hold aims at
+    instead of the first update's: e.g. 1.0, the references' own length, so that a start whose greedy outputs
+    run short of the references (and pay corpus BLEU's brevity penalty) is moved up to them. 0: the first
+    update's ratio (hold where training started)."""
     hold_greedy_every: int = 4
     """Updates between two greedy decodes of ``hold_greedy_length``'s sources."""
     hold_greedy_gain: float = 0.5
@@ -149,9 +154,11 @@ class PPOConfig:
         if self.length_groups < 1:
             raise ValueError(f"length_groups must be >= 1, got {self.length_groups}")
         if self.hold_greedy_length < 0 or self.hold_greedy_every < 1 or not (
-                math.isfinite(self.hold_greedy_gain) and self.hold_greedy_gain > 0):
-            raise ValueError("hold_greedy_length must be >= 0, hold_greedy_every >= 1 and hold_greedy_gain a finite "
-                             f"number > 0; got {self.hold_greedy_length}, {self.hold_greedy_every}, {self.hold_greedy_gain}")
+                math.isfinite(self.hold_greedy_gain) and self.hold_greedy_gain > 0) or not (
+                self.hold_greedy_ratio == 0 or 0 < self.hold_greedy_ratio < 10):
+            raise ValueError("hold_greedy_length must be >= 0, hold_greedy_every >= 1, hold_greedy_gain a finite number > 0 "
+                             "and hold_greedy_ratio 0 (the start's) or in (0, 10); got "
+                             f"{self.hold_greedy_length}, {self.hold_greedy_every}, {self.hold_greedy_gain}, {self.hold_greedy_ratio}")
         self.weight_averages = tuple(float(d) for d in self.weight_averages)  # a list from JSON
         if any(not 0.0 < d < 1.0 for d in self.weight_averages) or len(set(self.weight_averages)) < len(self.weight_averages):
             raise ValueError(f"weight_averages must be distinct decays in (0, 1), got {list(self.weight_averages)}")

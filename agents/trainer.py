@@ -143,7 +143,8 @@ def mean_over_ranks(values: np.ndarray, device: torch.device) -> np.ndarray:
 
 class GreedyLengthHold:
     """``PPOConfig.hold_greedy_length``: greedy-decode a fixed set of training sources every few updates and
-    move the env's length target k so that their output/reference length ratio stays at its first value."""
+    move the env's length target k so that their output/reference length ratio stays at its first value (or
+    goes to ``PPOConfig.hold_greedy_ratio``)."""
 
     BOUNDS = (0.5, 2.0)
 
@@ -155,6 +156,7 @@ class GreedyLengthHold:
         if not self.reference_words:
             raise ValueError("hold_greedy_length needs a task with references: the sources drawn have none")
         self.every, self.gain, self.max_len, self.action_mask = pc.hold_greedy_every, pc.hold_greedy_gain, max_len, action_mask
+        self.goal = pc.hold_greedy_ratio or None  # None: the first measured ratio
 
     def ratio(self, model: PolicyModel, autocast) -> float:
         """Greedy output words over reference words on the held sources."""
@@ -173,7 +175,7 @@ class GreedyLengthHold:
             return float("nan")
         ratio = self.ratio(model, autocast)
         if state.get("greedy_length_start") is None:
-            state["greedy_length_start"] = ratio
+            state["greedy_length_start"] = ratio if self.goal is None else self.goal
         target = state.get("length_target") or 1.0
         target += self.gain * (state["greedy_length_start"] - ratio)
         state["length_target"] = float(np.clip(target, *self.BOUNDS))

@@ -80,7 +80,8 @@ def recipe_of(args: dict[str, Any]) -> str:
     if args.get("rl_hold_length"):
         parts.append(f"length hold on {args['rl_hold_length']} sources")
     if args.get("rl_hold_greedy"):
-        parts.append(f"greedy length held on {args['rl_hold_greedy']} sources")
+        parts.append(f"greedy length held on {args['rl_hold_greedy']} sources"
+                     + (f" at {args['rl_hold_ratio']:g} of the references'" if args.get("rl_hold_ratio") else ""))
     if args.get("rl_ema"):
         parts.append("RL EMA " + "/".join(f"{d:g}" for d in sorted(args["rl_ema"])))
     if args.get("rl_mle_coef"):

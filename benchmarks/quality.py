@@ -32,7 +32,8 @@ machine):
   where MLE's outputs are already short); its scores without the bias are reported beside. With
   ``--rl-hold-greedy N`` the RL phase itself holds the greedy length: every 4 updates it greedy-decodes N
   training sources and moves the length part's target so that their length stays at its start
-  (``PPOConfig.hold_greedy_length``; needs ``--rl-length-weight``).
+  (``PPOConfig.hold_greedy_length``; needs ``--rl-length-weight``), or with ``--rl-hold-ratio R`` goes to R
+  times their references' length (``PPOConfig.hold_greedy_ratio``).
   ``--rl-ema DECAY ...`` keeps moving averages of the RL phase's weights (``PPOConfig.weight_averages``); the
   RL arm is then whichever of its last weights and these averages scores best on valid after the RL phase
   (outside the budget, as the MLE arm's candidates are scored at 60 minutes). All are reported.
@@ -135,6 +136,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rl-hold-greedy", type=int, default=0, metavar="N",
                         help="multi30k: hold the greedy length on N training sources during RL through the length "
                              "part's target (PPOConfig.hold_greedy_length; needs --rl-length-weight)")
+    parser.add_argument("--rl-hold-ratio", type=float, default=0.0, metavar="R",
+                        help="multi30k: with --rl-hold-greedy, the greedy output/reference length ratio to hold "
+                             "(PPOConfig.hold_greedy_ratio); 0 (default): the RL start's")
     parser.add_argument("--rl-ema", type=float, nargs="*", default=[], metavar="DECAY",
                         help="multi30k: keep moving averages of the RL phase's weights at these decays "
                              "(PPOConfig.weight_averages); the RL arm is whichever of its last weights and these "
@@ -168,6 +172,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.rl_hold_greedy < 0 or (args.rl_hold_greedy and not args.rl_length_weight):
         parser.error(f"--rl-hold-greedy must be a number of training sources >= 0 and needs --rl-length-weight > 0, "
                      f"got {args.rl_hold_greedy} with --rl-length-weight {args.rl_length_weight}")
+    if args.rl_hold_ratio and not (args.rl_hold_greedy and 0 < args.rl_hold_ratio < 10):
+        parser.error(f"--rl-hold-ratio must be in (0, 10) and needs --rl-hold-greedy, got {args.rl_hold_ratio} with "
+                     f"--rl-hold-greedy {args.rl_hold_greedy}")
     if args.rl_from is not None:
         if args.parts != ["multi30k"] or not args.rl_minutes:
             parser.error("--rl-from reruns the RL arm of the multi30k part: use it with --parts multi30k and --rl-minutes > 0")
@@ -377,6 +384,7 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
         ppo = PPOConfig(algo=args.rl_algo, learning_rate=args.rl_lr, num_envs=args.rl_envs, temperature=args.rl_temperature,
                         mle_coef=args.rl_mle_coef, length_groups=args.rl_length_groups,
                         relinearise_bleu=args.rl_bleu == "moving", hold_greedy_length=args.rl_hold_greedy,
+                        hold_greedy_ratio=args.rl_hold_ratio,
                         weight_averages=tuple(args.rl_ema))
         reward = ({"reward": "mixed", "reward_weights": {"instant": 1.0, "length": args.rl_length_weight}}
                   if args.rl_length_weight else {})
