@@ -89,6 +89,7 @@ def test_adaptive_kl_coefficient_moves_towards_the_target():
     ({"mle_coef": -0.5}, "mle_coef"), ({"length_groups": 0}, "length_groups"),
     ({"hold_greedy_length": -1}, "hold_greedy_length"), ({"hold_greedy_every": 0}, "hold_greedy_every"),
     ({"hold_greedy_gain": 0.0}, "hold_greedy_gain"), ({"hold_greedy_gain": float("nan")}, "hold_greedy_gain"),
+    ({"hold_greedy_ratio": -1.0}, "hold_greedy_ratio"), ({"hold_greedy_ratio": float("nan")}, "hold_greedy_ratio"),
 ])
 def test_bad_learner_config_is_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -128,10 +129,11 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path, algo):
     assert len(rows) == 1 + straight["updates"], "one CSV row per update, appended on resume"
 
 
-def test_the_greedy_length_hold_follows_its_control_law_and_resumes_exactly(tmp_path):
+@pytest.mark.parametrize("goal", [0.0, 1.0])
+def test_the_greedy_length_hold_follows_its_control_law_and_resumes_exactly(tmp_path, goal):
     # a large learning rate, so that the greedy outputs (and k) move within a few updates
     ppo = PPOConfig(algo="rloo", num_envs=16, num_minibatches=2, hold_greedy_length=24, hold_greedy_every=1,
-                    hold_greedy_gain=2.0, learning_rate=3e-2, lr_warmup_updates=1)
+                    hold_greedy_gain=2.0, learning_rate=3e-2, lr_warmup_updates=1, hold_greedy_ratio=goal)
     reward = dict(reward="mixed", reward_weights={"instant": 1.0, "length": 0.5})
     straight = train(tiny_run(tmp_path / "straight", ppo=ppo, **reward))
     assert straight["updates"] >= 4
@@ -143,9 +145,11 @@ def test_the_greedy_length_hold_follows_its_control_law_and_resumes_exactly(tmp_
     with open(tmp_path / "split" / "metrics.csv", newline="") as f:
         rows = [(float(r["greedy_length_ratio"]), float(r["length_target"])) for r in csv.DictReader(f)]
     assert len(rows) == straight["updates"]
-    start, target = rows[0][0], 1.0
-    assert 0.0 < start < 10.0 and len({ratio for ratio, _ in rows}) > 1, "the greedy length moved"
-    for ratio, logged in rows:  # k moves by the gain times the fall of the greedy length ratio since the start
+    start, target = goal or rows[0][0], 1.0  # the goal: hold_greedy_ratio, or the first update's ratio
+    assert 0.0 < rows[0][0] < 10.0 and len({ratio for ratio, _ in rows}) > 1, "the greedy length moved"
+    if goal:
+        assert rows[0][1] != 1.0, "with a goal away from the start's ratio, k moves at the first update"
+    for ratio, logged in rows:  # k moves by the gain times how far the greedy length ratio is below the goal
         target = min(max(target + 2.0 * (start - ratio), 0.5), 2.0)
         assert logged == pytest.approx(target, abs=1e-12)
 

@@ -114,6 +114,8 @@ def test_the_recipe_names_what_tells_runs_apart():
     assert recipe_of({**ARGS, "rl_minutes": 20.0, "rl_temperature": 0.3}).endswith("RL 20 min, rollouts at T 0.3")
     assert recipe_of({**ARGS, "rl_minutes": 10.0, "rl_temperature": 0.5}) == recipe_of(ARGS), "the defaults go unsaid"
     assert recipe_of({**ARGS, "rl_hold_greedy": 256, "rl_seed": 7}).endswith("greedy length held on 256 sources, RL seed 7")
+    assert recipe_of({**ARGS, "rl_hold_greedy": 256, "rl_hold_ratio": 1.0}).endswith(
+        "greedy length held on 256 sources at 1 of the references'")
     assert recipe_of({**ARGS, "rl_seed": 0}) == recipe_of(ARGS), "an RL seed equal to the run's goes unsaid"
     assert recipe_of({**ARGS, "rl_ema": [0.99, 0.98]}).endswith("moving point, RL EMA 0.98/0.99")
 

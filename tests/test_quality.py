@@ -110,7 +110,7 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
     same = ["--parts", "multi30k", "--model", "tiny", "--minutes", "0.12", "--rl-minutes", "0.04", "--eval-minutes",
             "0.04", "--threads", "1", "--ema", "0.998", "0.9"]
     again = tmp_path / "again"
-    main([*same, "--rl-envs", "16", "--rl-length-weight", "0.5", "--rl-hold-greedy", "16", "--rl-seed", "5",
+    main([*same, "--rl-envs", "16", "--rl-length-weight", "0.5", "--rl-hold-greedy", "16", "--rl-hold-ratio", "1.0", "--rl-seed", "5",
           "--rl-ema", "0.5", "0.9", "--rl-from", str(tmp_path), "--out", str(again)])
     rerun = json.loads((again / "quality.json").read_text())["multi30k"]
     assert rerun["mle_from"]["run"] == str(tmp_path) and rerun["mle_from"]["command"] == r["command"]
@@ -121,6 +121,7 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
         assert (again / "multi30k_outputs" / f"{arm}.test.txt").read_text().split("\n") == outputs[arm, "test"]
     assert rerun["mle_snapshot"]["weights"] == snap["weights"] and rerun["mle_rl"]["rl_tokens"] > 0
     assert [run["ppo"].hold_greedy_length for run in rl_runs] == [0, 16]
+    assert [run["ppo"].hold_greedy_ratio for run in rl_runs] == [0.0, 1.0]
     assert [run["ppo"].weight_averages for run in rl_runs] == [(), (0.5, 0.9)]
     assert "weights" not in r["mle_rl"], "without --rl-ema the RL arm is its last weights"
     rl = rerun["mle_rl"]  # --rl-ema: the RL arm is the candidate of the RL phase that scores best on valid
@@ -197,6 +198,14 @@ def test_hold_length_must_be_a_number_of_sources_at_least_zero(tmp_path, capsys)
     with pytest.raises(SystemExit):
         main(["--parts", "multi30k", "--rl-hold-length", "-1", "--out", str(tmp_path)])
     assert "--rl-hold-length must be a number of training sources >= 0, got -1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [["--rl-hold-ratio", "1.0"], ["--rl-hold-ratio", "-1", "--rl-hold-greedy", "16",
+                                                                  "--rl-length-weight", "0.5"]])
+def test_hold_ratio_must_be_positive_and_needs_the_greedy_hold(tmp_path, extra, capsys):
+    with pytest.raises(SystemExit):
+        main(["--parts", "multi30k", *extra, "--out", str(tmp_path)])
+    assert "--rl-hold-ratio must be in (0, 10) and needs --rl-hold-greedy" in capsys.readouterr().err
 
 
 @settings(max_examples=40, deadline=None)
