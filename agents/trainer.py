@@ -175,9 +175,10 @@ class GreedyLengthHold:
             return float("nan")
         ratio = self.ratio(model, autocast)
         if state.get("greedy_length_start") is None:
-            state["greedy_length_start"] = ratio if self.goal is None else self.goal
+            state["greedy_length_start"] = ratio
+        goal = state["greedy_length_start"] if self.goal is None else self.goal
         target = state.get("length_target") or 1.0
-        target += self.gain * (state["greedy_length_start"] - ratio)
+        target += self.gain * (goal - ratio)
         state["length_target"] = float(np.clip(target, *self.BOUNDS))
         env.set_length_target(state["length_target"])
         return ratio
