@@ -95,7 +95,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         num_minibatches=args.minibatches, ent_coef=args.ent_coef, temperature=args.temperature, kl_coef=args.kl_coef,
         kl_target=args.kl_target, rloo_k=args.rloo_k, schedule=args.schedule, weights_start=args.weights_start or {},
         weights_end=args.weights_end or {}, adaptive_target=args.adaptive_target, anneal_lr=args.anneal_lr,
-        mle_coef=args.mle_coef, length_groups=args.length_groups, relinearise_bleu=args.relinearise_bleu,
+        mle_coef=args.mle_coef, length_groups=args.length_groups, share_encoder=args.share_encoder,
+        relinearise_bleu=args.relinearise_bleu,
         hold_greedy_length=args.hold_greedy_length, hold_greedy_every=args.hold_greedy_every,
         hold_greedy_gain=args.hold_greedy_gain, weight_averages=tuple(args.weight_averages),
     )
@@ -251,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--length-groups", type=int, default=1,
                        help="score each minibatch in this many passes over sequences of similar length (the same "
                             "update, less padding; 2-4 where lengths vary, e.g. a trained translation policy)")
+    train.add_argument("--share-encoder", action=argparse.BooleanOptionalAction, default=True,
+                       help="encode each distinct source of an update's minibatch once (RLOO plays each example "
+                            "--rloo-k times; the same update up to float rounding without dropout)")
     train.add_argument("--ent-coef", type=float, default=0.0)
     train.add_argument("--temperature", type=float, default=1.0)
     train.add_argument("--kl-coef", type=float, default=0.0, help="per-token KL penalty to the initial policy")

@@ -326,19 +326,21 @@ class PolicyModel(nn.Module):
         out = self.token_embedding.weight if self.policy_head is None else self.policy_head.weight
         return out.index_select(0, self._padded_ids(output_ids))  # (K', C); out[ids] takes 5x longer on CPU
 
-    def _shared_lookups(self, source: torch.Tensor, target_in: torch.Tensor, output_ids: torch.Tensor | None):
+    def _shared_lookups(self, source: torch.Tensor | None, target_in: torch.Tensor, output_ids: torch.Tensor | None):
         """Where source, target and output share one table and gradients are on: the source and target
         embeddings and the head rows from one lookup, (B, S, C), (B, T, C), (K', C) or None. Its backward
         fills one (V, C) gradient instead of three, and adds none: with Multi30k's 13k words that saves
-        ~5 ms of a ~150 ms minibatch of the small model on one CPU core. Otherwise (None, None, None)."""
+        ~5 ms of a ~150 ms minibatch of the small model on one CPU core. Otherwise (None, None, None).
+        ``source`` None: the sources are already encoded; no source embeddings (None)."""
         if not (torch.is_grad_enabled() and self.target_embedding is None and self.policy_head is None):
             return None, None, None
-        parts = [source.reshape(-1), target_in.reshape(-1)]
+        parts = [target_in.reshape(-1)] if source is None else [target_in.reshape(-1), source.reshape(-1)]
         if output_ids is not None:
-            parts.append(self._padded_ids(output_ids))
+            parts.insert(1, self._padded_ids(output_ids))
         rows = self.token_embedding(torch.cat(parts)).split([p.numel() for p in parts])
-        source_emb, target_emb = rows[0].view(*source.shape, -1), rows[1].view(*target_in.shape, -1)
-        return source_emb, target_emb, (rows[2] if output_ids is not None else None)
+        target_emb = rows[0].view(*target_in.shape, -1)
+        source_emb = None if source is None else rows[-1].view(*source.shape, -1)
+        return source_emb, target_emb, (rows[1] if output_ids is not None else None)
 
     def _outputs(self, x: torch.Tensor, output_ids: torch.Tensor | None = None,
                  rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -359,13 +361,17 @@ class PolicyModel(nn.Module):
             return logits, self.value_head(h).squeeze(-1)
 
     def forward(self, source: torch.Tensor, target_in: torch.Tensor,
-                output_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                output_ids: torch.Tensor | None = None,
+                encoded: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One teacher-forced pass.
 
         Args:
             source: (B, S) int64 source ids, PAD-filled.
             target_in: (B, T) int64 decoder input: BOS, then the generated tokens shifted right; PAD beyond.
             output_ids: None, or (K,) int64 action ids (``allowed_actions``): logits of those only.
+            encoded: None, or ``encode(source)`` already computed, (B, S', C) memory and (B, S') pad mask
+                (S' may be fewer columns than S where the cut ones are PAD in every row): the encoder is
+                not run again (``ppo_update`` encodes each distinct source of a minibatch once).
 
         Returns:
             logits (B, T, V) (or (B, T, K)) of the token at each output position, and values (B, T):
@@ -375,8 +381,10 @@ class PolicyModel(nn.Module):
         self._check_tokens("target_in", target_in, self.config.max_target_len)
         if source.shape[0] != target_in.shape[0]:
             raise ValueError(f"source has {source.shape[0]} rows but target_in has {target_in.shape[0]}")
-        source_emb, target_emb, rows = self._shared_lookups(source, target_in, output_ids)
-        memory, pad = self.encode(source, source_emb)  # (B, S, C), (B, S)
+        if encoded is not None and encoded[0].shape[0] != source.shape[0]:
+            raise ValueError(f"encoded has {encoded[0].shape[0]} rows but source has {source.shape[0]}")
+        source_emb, target_emb, rows = self._shared_lookups(None if encoded is not None else source, target_in, output_ids)
+        memory, pad = encoded if encoded is not None else self.encode(source, source_emb)  # (B, S, C), (B, S)
         memory_mask = _attention_mask(pad)
         positions = torch.arange(target_in.shape[1], device=target_in.device)
         x = self._embed_target(target_in, positions, target_emb)  # (B, T, C)
@@ -385,8 +393,9 @@ class PolicyModel(nn.Module):
         return self._outputs(x, output_ids, rows)
 
     def evaluate_actions(self, source: torch.Tensor, actions: torch.Tensor, action_mask: torch.Tensor | None = None,
-                         temperature: float = 1.0,
-                         entropy_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                         temperature: float = 1.0, entropy_grad: bool = True,
+                         encoded: tuple[torch.Tensor, torch.Tensor] | None = None,
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Log-probabilities, entropies and values of a whole sequence of actions in one pass.
 
         Args:
@@ -397,6 +406,7 @@ class PolicyModel(nn.Module):
                 probability ratio compares two different distributions.
             entropy_grad: False computes the entropy outside autograd (a statistic only, e.g. with no
                 entropy bonus): its (B, T, V) terms are then neither kept for nor walked by backward.
+            encoded: None, or the sources' ``encode`` output (``forward``'s ``encoded``).
 
         Returns:
             logprobs (B, T) of ``actions``, entropy (B, T) of the masked, tempered policy, values (B, T).
@@ -410,11 +420,11 @@ class PolicyModel(nn.Module):
         target_in = torch.cat([bos, actions[:, :-1]], dim=1)  # (B, T)
         subset = allowed_actions(action_mask, self.config.vocab_size, actions.device)
         if subset is None:
-            logits, values = self(source, target_in)  # (B, T, V), (B, T)
+            logits, values = self(source, target_in, encoded=encoded)  # (B, T, V), (B, T)
             index = actions
         else:
             ids, position = subset
-            logits, values = self(source, target_in, output_ids=ids)  # (B, T, K), (B, T)
+            logits, values = self(source, target_in, output_ids=ids, encoded=encoded)  # (B, T, K), (B, T)
             index = position[actions]  # (B, T): -1 where forbidden
         if temperature != 1.0:
             logits = logits / temperature

@@ -130,6 +130,11 @@ class PPOConfig:
     """Ziegler's horizon: how many sequences a full correction of the KL coefficient takes."""
     rloo_k: int = 4
     """Samples per example for RLOO (num_envs must be a multiple)."""
+    share_encoder: bool = True
+    """Run the encoder once per distinct source of a minibatch in the update, not once per row: RLOO's
+    minibatches hold whole groups of ``rloo_k`` samples of one example, so its encoder work falls k-fold.
+    The same gradients (up to float rounding) where dropout is off; with dropout on, the rows of one
+    source share its encoder's dropout mask. Not under DistributedDataParallel (each rank encodes per row)."""
     mle_coef: float = 0.0
     """Weight of a maximum-likelihood term in every minibatch's loss: the mean negative log-likelihood of
     the references of the minibatch's examples under the policy that samples (its action mask and
@@ -256,8 +261,9 @@ class ActionEvaluator(torch.nn.Module):
         super().__init__()
         self.policy, self.temperature, self.entropy_grad = policy, temperature, entropy_grad
 
-    def forward(self, source: torch.Tensor, actions: torch.Tensor, action_mask: torch.Tensor):
-        return self.policy.evaluate_actions(source, actions, action_mask, self.temperature, self.entropy_grad)
+    def forward(self, source: torch.Tensor, actions: torch.Tensor, action_mask: torch.Tensor,
+                encoded: tuple[torch.Tensor, torch.Tensor] | None = None):
+        return self.policy.evaluate_actions(source, actions, action_mask, self.temperature, self.entropy_grad, encoded)
 
 
 def minibatch_loss(
@@ -274,6 +280,7 @@ def minibatch_loss(
     reference_width: int | None = None,
     token_total: int | None = None,
     reference_total: int | None = None,
+    encoded: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss of the sequences ``rows`` of a rollout (one teacher-forced pass), and its parts.
 
@@ -290,6 +297,9 @@ def minibatch_loss(
     minibatch's count of sampled tokens / scorable reference tokens. Every mean is then a sum over these
     rows divided by it, so the groups' losses and parts add up to the whole minibatch's. None: these rows'
     own counts (plain means).
+
+    ``encoded``: the rows' sources already encoded, ``(memory, pad)`` of (B, S', C) and (B, S'): the pass
+    runs the decoder only (``ppo_update`` encodes each distinct source of a minibatch once).
     """
     T = batch.actions.shape[1] if width is None else width
     S = batch.source.shape[1] if source_width is None else source_width
@@ -302,9 +312,11 @@ def minibatch_loss(
         references = batch.references[rows, :R]
         width_both = max(T, R)
         source = torch.cat([source, source])  # (2B, S)
+        if encoded is not None:
+            encoded = (torch.cat([encoded[0], encoded[0]]), torch.cat([encoded[1], encoded[1]]))
         actions = torch.cat([F.pad(actions, (0, width_both - T)), F.pad(references, (0, width_both - R))])  # (2B, T')
     with autocast if autocast is not None else contextlib.nullcontext():
-        new_logp, entropy, new_values = model(source, actions, action_mask)  # (B, T) each, (2B, T') with mle_coef
+        new_logp, entropy, new_values = model(source, actions, action_mask, encoded)  # (B, T) each, (2B, T') with mle_coef
     new_logp, entropy, new_values = new_logp.float(), entropy.float(), new_values.float()
     if config.mle_coef:
         b = len(rows)
@@ -392,11 +404,13 @@ def ppo_update(
                 ok &= action_mask.to(ok.device)[batch.references]
             reference_ok = ok.sum(dim=1).cpu().numpy()
     ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)
+    share = config.share_encoder and not ddp
     for _ in range(epochs):
-        perm = rng.permutation(n)
+        perm = minibatch_order(n, config, rng)
         for start in range(0, n, size):
             minibatch = perm[start : start + size]
             parts_of = split_by_length(minibatch, batch.lengths, source_len, groups)
+            shared = encode_distinct(model, batch, minibatch, source_len, autocast) if share else None
             totals = {}
             if len(parts_of) > 1:
                 totals["token_total"] = int(batch.lengths[minibatch].sum())
@@ -409,12 +423,18 @@ def ppo_update(
                 reference_width = None if reference_len is None else max(int(reference_len[rows].max()), 1)
                 # DistributedDataParallel: gradients are averaged over ranks once, at the last group's backward
                 with model.no_sync() if ddp and i < len(parts_of) - 1 else contextlib.nullcontext():
+                    encoded = None
+                    if shared is not None:
+                        slots = torch.as_tensor(shared[2][rows], device=batch.mask.device)
+                        encoded = (shared[1][slots, :source_width], shared[3][slots, :source_width])
                     loss, group_parts = minibatch_loss(
                         model, batch, torch.as_tensor(rows, device=batch.mask.device), advantages, returns, config,
-                        action_mask, autocast, width, source_width, reference_width, **totals)
+                        action_mask, autocast, width, source_width, reference_width, **totals, encoded=encoded)
                     loss.backward()
-                for k, v in group_parts.items():
-                    parts[k] = parts[k] + v if k in parts else v
+                for name, v in group_parts.items():
+                    parts[name] = parts[name] + v if name in parts else v
+            if shared is not None and shared[1].grad is not None:
+                shared[0].backward(shared[1].grad)  # the encoder's backward, once for all groups
             if value_only:
                 for p in model.parameters():
                     if id(p) not in value_params:
@@ -427,6 +447,35 @@ def ppo_update(
         if config.target_kl is not None and stats["approx_kl"][-1].item() > config.target_kl:
             break
     return {k: float(torch.stack(v).float().mean()) for k, v in stats.items()}
+
+
+def minibatch_order(n: int, config: PPOConfig, rng: np.random.Generator) -> np.ndarray:
+    """A random order of a rollout's ``n`` rows, cut into minibatches by ``ppo_update``. RLOO keeps each
+    group of ``rloo_k`` samples of one example (rows k*i .. k*i+k-1) together, so that a minibatch holds
+    whole groups and its distinct sources are few (``encode_distinct``); the other algorithms permute rows."""
+    k = config.rloo_k if config.algo == "rloo" and n % config.rloo_k == 0 else 1
+    return (rng.permutation(n // k)[:, None] * k + np.arange(k)).ravel()
+
+
+def encode_distinct(
+    model: torch.nn.Module, batch: Rollout, minibatch: np.ndarray, source_len: np.ndarray,
+    autocast: torch.autocast | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, torch.Tensor]:
+    """Encode each distinct source of ``minibatch`` once (RLOO samples every example k times).
+
+    Returns the encoder's output (D, S, C) in the autograd graph, the same values as a leaf that the
+    minibatch's passes read from and accumulate gradients in (so the encoder's backward runs once, after
+    them: ``memory.backward(leaf.grad)``), ``slot`` (N,) the row of each minibatch row's source in them,
+    and the (D, S) pad mask. S is the minibatch's longest source. ``model``: an ``ActionEvaluator``."""
+    width = max(int(source_len[minibatch].max()), 1)
+    sources = batch.source[torch.as_tensor(minibatch, device=batch.source.device), :width]
+    distinct, inverse = torch.unique(sources, dim=0, return_inverse=True)
+    slot = np.zeros(batch.source.shape[0], dtype=np.int64)
+    slot[minibatch] = inverse.cpu().numpy()
+    with autocast if autocast is not None else contextlib.nullcontext():
+        memory, pad = model.policy.encode(distinct)
+    leaf = memory.detach().requires_grad_()
+    return memory, leaf, slot, pad
 
 
 def split_by_length(rows: np.ndarray, lengths: np.ndarray, source_len: np.ndarray, groups: int) -> list[np.ndarray]:
@@ -489,10 +538,12 @@ __all__ = [
     "advantages_for",
     "all_reduce_mean",
     "collect",
+    "encode_distinct",
     "gae",
     "kl_penalty",
     "masked_mean",
     "minibatch_loss",
+    "minibatch_order",
     "normalize_advantages",
     "ppo_update",
     "returns_to_go",

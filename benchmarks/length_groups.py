@@ -29,6 +29,7 @@ from agents.ppo import (
     ActionEvaluator,
     PPOConfig,
     advantages_for,
+    minibatch_order,
     ppo_update,
     split_by_length,
 )
@@ -38,12 +39,17 @@ from benchmarks.machine import machine_description
 from ir_env import PAD, make_task
 
 
-def reference_rollout(task, num_envs: int, seed: int) -> Rollout:
-    """A rollout whose episodes are ``num_envs`` random train examples' references, each ended by EOS."""
+def reference_rollout(task, num_envs: int, seed: int, repeats: int = 1) -> Rollout:
+    """A rollout whose episodes are ``num_envs`` random train examples' references, each ended by EOS.
+    ``repeats`` > 1: the sources are ``num_envs / repeats`` examples', each played that many times in a row
+    as RLOO plays them, and the actions still ``num_envs`` random references, so that the samples of one
+    source differ (with equal ones RLOO's gradient is zero)."""
     rng = np.random.default_rng(seed)
     examples = task.examples("train")
     ids = rng.integers(len(examples.source_len), size=num_envs)
     actions = torch.as_tensor(reference_targets(examples, task.max_generation_len)[ids])
+    if repeats > 1:
+        ids = np.repeat(rng.integers(len(examples.source_len), size=num_envs // repeats), repeats)
     mask = actions != PAD
     lengths = mask.sum(dim=1).numpy()
     g = torch.Generator().manual_seed(seed)
@@ -57,7 +63,8 @@ def reference_rollout(task, num_envs: int, seed: int) -> Rollout:
 def mean_width(batch: Rollout, rows_per_minibatch: int, groups: int, seed: int) -> tuple[float, float]:
     """Mean padded (episode, source) width of the passes one epoch makes, per sequence."""
     source_len = (batch.source != PAD).sum(dim=1).numpy()
-    perm = np.random.default_rng(seed).permutation(len(batch.lengths))
+    perm = minibatch_order(len(batch.lengths), PPOConfig(algo="rloo", num_envs=len(batch.lengths)),
+                           np.random.default_rng(seed))  # as ppo_update orders them
     cells = [0, 0]
     for start in range(0, len(perm), rows_per_minibatch):
         for rows in split_by_length(perm[start : start + rows_per_minibatch], batch.lengths, source_len, groups):

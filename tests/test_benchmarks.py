@@ -230,3 +230,17 @@ def test_finished_rows_benchmark_runs_and_decodes_the_same_tokens(tmp_path: Path
     assert [r["speedup"] for r in rows if r["setting"] == "step every row"] == [1.0, 1.0]
     text = out.read_text()
     assert "Greedy tokens the same both ways: yes" in text and "Command: `python -m benchmarks.finished_rows" in text
+
+
+def test_shared_encoder_benchmark_runs_and_finds_the_same_update(tmp_path: Path) -> None:
+    from benchmarks.shared_encoder import main as shared_encoder
+
+    out = tmp_path / "shared_encoder.md"
+    rows = shared_encoder(["--task", "translation", "--model", "tiny", "--num-envs", "32", "--minibatches", "2",
+                           "--repeats", "1", "--out", str(out)])
+    assert [r["share_encoder"] for r in rows] == [False, True], "the per-row baseline comes first"
+    assert rows[0]["speedup"] == 1.0 and rows[0]["max_weight_diff"] == 0.0
+    assert rows[1]["max_weight_diff"] < 1e-5, "sharing the encoder must not change the update beyond float rounding"
+    assert rows[1]["seconds"] > 0 and rows[1]["tokens_per_second"] > 0
+    text = out.read_text()
+    assert "Command: `python -m benchmarks.shared_encoder" in text and "| True |" in text

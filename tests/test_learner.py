@@ -133,7 +133,7 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path, algo):
 def test_the_greedy_length_hold_follows_its_control_law_and_resumes_exactly(tmp_path, goal):
     # a large learning rate, so that the greedy outputs (and k) move within a few updates
     ppo = PPOConfig(algo="rloo", num_envs=16, num_minibatches=2, hold_greedy_length=24, hold_greedy_every=1,
-                    hold_greedy_gain=2.0, learning_rate=3e-2, lr_warmup_updates=1, hold_greedy_ratio=goal)
+                    hold_greedy_gain=2.0, learning_rate=1e-2, lr_warmup_updates=1, hold_greedy_ratio=goal)
     reward = dict(reward="mixed", reward_weights={"instant": 1.0, "length": 0.5})
     straight = train(tiny_run(tmp_path / "straight", ppo=ppo, **reward))
     assert straight["updates"] >= 4
@@ -283,9 +283,11 @@ def test_cli_train_eval_and_sample_run_end_to_end(tmp_path, capsys):
                      "--eval-examples", "16", "--kl-coef", "0.1", "--mle-schedule", "inverse_sqrt", "--mle-warmup", "2",
                      "--mle-label-smoothing", "0.1", "--mle-beta2", "0.98", "--mle-length-buckets", "--mle-ema", "0.9",
                      "--reward", "mixed", "--reward-weights", '{"instant": 1.0, "length": 0.5}',
-                     "--hold-greedy-length", "8", "--hold-greedy-every", "2", "--hold-greedy-gain", "0.25"])
+                     "--hold-greedy-length", "8", "--hold-greedy-every", "2", "--hold-greedy-gain", "0.25",
+                     "--no-share-encoder"])
     assert code == 0
     meta = json.loads(next(out.rglob("meta.json")).read_text())
+    assert meta["config"]["ppo"]["share_encoder"] is False
     assert {k: meta["config"]["ppo"][k] for k in ("hold_greedy_length", "hold_greedy_every", "hold_greedy_gain")} == {
         "hold_greedy_length": 8, "hold_greedy_every": 2, "hold_greedy_gain": 0.25}
     assert meta["config"]["mle"] == {**meta["config"]["mle"], "schedule": "inverse_sqrt", "warmup_steps": 2,
