@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
             if repeat:
                 seconds[share].append(elapsed)
             weights[share] = {k: v.clone() for k, v in model.state_dict().items()}
-        print(f"  repeat {repeat}: " + ", ".join(f"share {s}: {t[-1]:.2f} s" for s, t in seconds.items() if t), flush=True)
+        if repeat:
+            print(f"  repeat {repeat}: " + ", ".join(f"share {s}: {t[-1]:.2f} s" for s, t in seconds.items()), flush=True)
     base = statistics.median(seconds[False])
     rows = []
     for share in settings:
