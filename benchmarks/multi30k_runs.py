@@ -74,6 +74,8 @@ def recipe_of(args: dict[str, Any]) -> str:
     parts = ["EMA" if args.get("ema") else "last weights", f"{args.get('rl_algo', 'rloo').upper()} lr {args['rl_lr']:g}"]
     if args.get("rl_length_groups"):
         parts.append(f"{args['rl_length_groups']} length groups")
+    if args.get("rl_share_encoder"):  # absent from runs before ef0c489: they encoded every row
+        parts.append("encoder once per source")
     parts.append(REWARD_NAMES[args.get("rl_bleu")])
     if args.get("rl_length_weight"):
         parts.append(f"length x{args['rl_length_weight']:g}")

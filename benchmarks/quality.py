@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rl-lr", type=float, default=1e-5)
     parser.add_argument("--rl-temperature", type=float, default=0.5)
     parser.add_argument("--rl-envs", type=int, default=256)
+    parser.add_argument("--rl-share-encoder", action=argparse.BooleanOptionalAction, default=True,
+                        help="RLOO update: one encoder pass per distinct source (PPOConfig.share_encoder; default on)")
     parser.add_argument("--rl-length-groups", type=int, default=1,
                         help="multi30k: PPOConfig.length_groups of the RL phase (1.4x faster updates at 2-4)")
     parser.add_argument("--rl-mle-coef", type=float, default=0.0,
@@ -382,7 +384,7 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
                                                    "test": length_ratio(test_hyps_snap, refs["test"])}}
         print(f"MLE snapshot at {snapshot_at / 60:g} min (step {step}): valid {valid_snap:.2f}, test {test_snap:.2f}", flush=True)
         ppo = PPOConfig(algo=args.rl_algo, learning_rate=args.rl_lr, num_envs=args.rl_envs, temperature=args.rl_temperature,
-                        mle_coef=args.rl_mle_coef, length_groups=args.rl_length_groups,
+                        mle_coef=args.rl_mle_coef, length_groups=args.rl_length_groups, share_encoder=args.rl_share_encoder,
                         relinearise_bleu=args.rl_bleu == "moving", hold_greedy_length=args.rl_hold_greedy,
                         hold_greedy_ratio=args.rl_hold_ratio,
                         weight_averages=tuple(args.rl_ema))

@@ -118,6 +118,8 @@ def test_the_recipe_names_what_tells_runs_apart():
         "greedy length held on 256 sources at 1 of the references'")
     assert recipe_of({**ARGS, "rl_seed": 0}) == recipe_of(ARGS), "an RL seed equal to the run's goes unsaid"
     assert recipe_of({**ARGS, "rl_ema": [0.99, 0.98]}).endswith("moving point, RL EMA 0.98/0.99")
+    assert recipe_of({**ARGS, "rl_share_encoder": True}) == "EMA, RLOO lr 2e-05, 4 length groups, encoder once per source, moving point"
+    assert recipe_of({**ARGS, "rl_share_encoder": False}) == recipe_of(ARGS), "per-row encoding (the old runs') goes unsaid"
 
 
 def test_the_committed_table_is_up_to_date_with_the_committed_results():

@@ -111,7 +111,7 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
             "0.04", "--threads", "1", "--ema", "0.998", "0.9"]
     again = tmp_path / "again"
     main([*same, "--rl-envs", "16", "--rl-length-weight", "0.5", "--rl-hold-greedy", "16", "--rl-hold-ratio", "1.0", "--rl-seed", "5",
-          "--rl-ema", "0.5", "0.9", "--rl-from", str(tmp_path), "--out", str(again)])
+          "--no-rl-share-encoder", "--rl-ema", "0.5", "0.9", "--rl-from", str(tmp_path), "--out", str(again)])
     rerun = json.loads((again / "quality.json").read_text())["multi30k"]
     assert rerun["mle_from"]["run"] == str(tmp_path) and rerun["mle_from"]["command"] == r["command"]
     for key in ("mle_steps", "valid_curve", "mle_candidates"):
@@ -122,6 +122,8 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
     assert rerun["mle_snapshot"]["weights"] == snap["weights"] and rerun["mle_rl"]["rl_tokens"] > 0
     assert [run["ppo"].hold_greedy_length for run in rl_runs] == [0, 16]
     assert [run["ppo"].hold_greedy_ratio for run in rl_runs] == [0.0, 1.0]
+    assert [run["ppo"].share_encoder for run in rl_runs] == [True, False], "--rl-share-encoder reaches PPOConfig"
+    assert rerun["args"]["rl_share_encoder"] is False
     assert [run["ppo"].weight_averages for run in rl_runs] == [(), (0.5, 0.9)]
     assert "weights" not in r["mle_rl"], "without --rl-ema the RL arm is its last weights"
     rl = rerun["mle_rl"]  # --rl-ema: the RL arm is the candidate of the RL phase that scores best on valid
