@@ -399,6 +399,7 @@ def train(config: RunConfig) -> dict[str, Any]:
         t0 = time.perf_counter()
         model.eval()
         greedy_ratio = hold.step(u, state, model, env, autocast) if hold is not None else float("nan")
+        t_hold = time.perf_counter()
         with autocast if autocast is not None else contextlib.nullcontext():
             batch = collect(model, env, seed=seed_u, generator=generator, temperature=pc.temperature,
                             example_ids=rollout_examples(pc, rng, len(env.episodes.examples)))
@@ -425,7 +426,8 @@ def train(config: RunConfig) -> dict[str, Any]:
             "length_ratio": output_length_ratio(batch, env.episodes.examples.reference_len),
             "kl": seq_kl,
             "tokens_local": float(batch.num_tokens),
-            "rollout_seconds": t1 - t0,
+            "hold_seconds": t_hold - t0,  # hold_greedy_length's step: its greedy decodes, on the updates that make one
+            "rollout_seconds": t1 - t_hold,
             "update_seconds": t2 - t1,
             "env_seconds": batch.env_seconds,
             **stats,

@@ -261,10 +261,14 @@ def rl_from(start, into, task_name: str, args: argparse.Namespace, minutes: floa
         load_weights(Path(tmp) / "rl", into)
         with open(Path(tmp) / "rl" / "metrics.csv", newline="") as f:
             rows = list(csv.DictReader(f))
-    # per update: the sampled rollout's mean score and output/reference length ratio (and the greedy hold's)
+    # per update: the sampled rollout's mean score and output/reference length ratio (and the greedy hold's),
+    # and where its wall time went
     summary["curve"] = [{"update": int(r["update"]), "score": float(r["score"]), "length_ratio": float(r["length_ratio"]),
-                         **greedy_hold_columns(r)} for r in rows]
+                         **greedy_hold_columns(r), **{k: float(r[k]) for k in TIME_COLUMNS}} for r in rows]
     return summary
+
+
+TIME_COLUMNS = ("hold_seconds", "rollout_seconds", "env_seconds", "update_seconds")  # agents.trainer's metrics
 
 
 def check_reloaded(record: dict[str, Any], valid: float, test: float, name: str) -> None:

@@ -93,6 +93,9 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
         first, last = (np.mean([c["length_ratio"] for c in part]) for part in (curve[:tenth], curve[-tenth:]))
         lines += [f"- the RL phase's sampled outputs (temperature {a['rl_temperature']:g}, train split): output/reference "
                   f"length ratio {first:.3f} over its first {tenth} updates, {last:.3f} over its last {tenth}"]
+    timed = [c for c in r.get("mle_rl", {}).get("rl_curve", []) if "update_seconds" in c]
+    if timed:
+        lines += [_rl_time_line(timed)]
     held = [c for c in r.get("mle_rl", {}).get("rl_curve", []) if "greedy_length_ratio" in c]
     if held:
         lines += [f"- the greedy length hold (`PPOConfig.hold_greedy_length`, {a['rl_hold_greedy']:,} training sources, "
@@ -119,6 +122,18 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
     if r.get("outputs"):
         lines += [f"All greedy outputs: {r['outputs']}, beside the run's quality.json.", ""]
     return lines
+
+
+def _rl_time_line(curve: list[dict[str, Any]]) -> str:
+    """Where the RL phase's wall time went, per update (agents.trainer's timing columns)."""
+    mean = {k: float(np.mean([c[k] for c in curve])) for k in ("hold_seconds", "rollout_seconds", "env_seconds", "update_seconds")}
+    total = mean["hold_seconds"] + mean["rollout_seconds"] + mean["update_seconds"]
+    share = lambda k: mean[k] / total if total > 0 else float("nan")  # noqa: E731
+    return (f"- the RL phase's time, mean per update over {len(curve)} updates: {total:.2f} s, of which sampling the "
+            f"rollout {mean['rollout_seconds']:.2f} s ({share('rollout_seconds'):.0%}; the env's steps "
+            f"{mean['env_seconds']:.2f} s of it), the greedy length hold's decodes {mean['hold_seconds']:.2f} s "
+            f"({share('hold_seconds'):.0%}), rewards, advantages and the update {mean['update_seconds']:.2f} s "
+            f"({share('update_seconds'):.0%})")
 
 
 def _bleu_label(a: dict[str, Any]) -> str:

@@ -143,8 +143,10 @@ def test_the_greedy_length_hold_follows_its_control_law_and_resumes_exactly(tmp_
     for name in a:
         assert torch.equal(a[name], b[name]), name
     with open(tmp_path / "split" / "metrics.csv", newline="") as f:
-        rows = [(float(r["greedy_length_ratio"]), float(r["length_target"])) for r in csv.DictReader(f)]
+        records = list(csv.DictReader(f))
+    rows = [(float(r["greedy_length_ratio"]), float(r["length_target"])) for r in records]
     assert len(rows) == straight["updates"]
+    assert all(float(r["hold_seconds"]) > 0 for r in records), "every update decodes (hold_greedy_every=1), timed apart"
     start, target = goal or rows[0][0], 1.0  # the goal: hold_greedy_ratio, or the first update's ratio
     assert 0.0 < rows[0][0] < 10.0 and len({ratio for ratio, _ in rows}) > 1, "the greedy length moved"
     if goal:
@@ -243,6 +245,11 @@ def test_metrics_log_the_sampled_length_ratio(tmp_path):
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     column = rows[0].split(",").index("length_ratio")
     assert all(0.0 < float(row.split(",")[column]) < 10.0 for row in rows[1:])
+    header = rows[0].split(",")
+    for row in rows[1:]:  # where the update's wall time went; no greedy length hold here, so its step is empty
+        seconds = {k: float(row.split(",")[header.index(k)]) for k in ("hold_seconds", "rollout_seconds", "env_seconds", "update_seconds")}
+        assert 0 < seconds["env_seconds"] < seconds["rollout_seconds"] and seconds["update_seconds"] > 0
+        assert 0 <= seconds["hold_seconds"] < 0.01
 
 
 def test_a_new_run_refuses_to_overwrite_a_checkpoint(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sacrebleu
 from hypothesis import given, settings
@@ -97,6 +98,12 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
     assert [c["update"] for c in curve] == list(range(1, r["mle_rl"]["rl_updates"] + 1))
     assert all(0.0 < c["length_ratio"] < 5.0 for c in curve)
     assert "- the RL phase's sampled outputs (temperature 0.5, train split): output/reference length ratio " in text
+    # where each update's wall time went: the env's steps are part of sampling the rollout
+    assert all(c["rollout_seconds"] > 0 and 0 <= c["env_seconds"] <= c["rollout_seconds"] and c["update_seconds"] > 0
+               and c["hold_seconds"] >= 0 for c in curve)
+    mean_update = np.mean([c["update_seconds"] for c in curve])
+    assert f"- the RL phase's time, mean per update over {len(curve)} updates: " in text
+    assert f"rewards, advantages and the update {mean_update:.2f} s (" in text
     # The RL arm is decoded with the EOS bias that holds its greedy length on 32 training sources; the record
     # keeps its scores without the bias.
     hold = r["mle_rl"]["length_hold"]
