@@ -426,7 +426,8 @@ def train(config: RunConfig) -> dict[str, Any]:
             "length_ratio": output_length_ratio(batch, env.episodes.examples.reference_len),
             "kl": seq_kl,
             "tokens_local": float(batch.num_tokens),
-            "hold_seconds": t_hold - t0,  # hold_greedy_length's step: its greedy decodes, on the updates that make one
+            # hold_greedy_length's step (its greedy decodes, on the updates that make one); 0 without the hold
+            "hold_seconds": t_hold - t0 if hold is not None else 0.0,
             "rollout_seconds": t1 - t_hold,
             "update_seconds": t2 - t1,
             "env_seconds": batch.env_seconds,

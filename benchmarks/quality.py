@@ -93,7 +93,7 @@ from benchmarks.corpus_bleu import (
 )
 from benchmarks.length_hold import greedy_length, hold_length
 from benchmarks.machine import machine_description
-from benchmarks.quality_report import report
+from benchmarks.quality_report import TIME_COLUMNS, report
 
 #: Where the multi30k part writes the MLE arm's weights and the RL arm's start (``--rl-from`` reads them).
 WEIGHTS_DIR = "multi30k_weights"
@@ -266,9 +266,6 @@ def rl_from(start, into, task_name: str, args: argparse.Namespace, minutes: floa
     summary["curve"] = [{"update": int(r["update"]), "score": float(r["score"]), "length_ratio": float(r["length_ratio"]),
                          **greedy_hold_columns(r), **{k: float(r[k]) for k in TIME_COLUMNS}} for r in rows]
     return summary
-
-
-TIME_COLUMNS = ("hold_seconds", "rollout_seconds", "env_seconds", "update_seconds")  # agents.trainer's metrics
 
 
 def check_reloaded(record: dict[str, Any], valid: float, test: float, name: str) -> None:

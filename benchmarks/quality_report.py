@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+TIME_COLUMNS = ("hold_seconds", "rollout_seconds", "env_seconds", "update_seconds")  # agents.trainer's metrics, per update
+
 
 def report(results: dict[str, Any]) -> str:
     """The Markdown results file, one section per part present."""
@@ -126,7 +128,7 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
 
 def _rl_time_line(curve: list[dict[str, Any]]) -> str:
     """Where the RL phase's wall time went, per update (agents.trainer's timing columns)."""
-    mean = {k: float(np.mean([c[k] for c in curve])) for k in ("hold_seconds", "rollout_seconds", "env_seconds", "update_seconds")}
+    mean = {k: float(np.mean([c[k] for c in curve])) for k in TIME_COLUMNS}
     total = mean["hold_seconds"] + mean["rollout_seconds"] + mean["update_seconds"]
     share = lambda k: mean[k] / total if total > 0 else float("nan")  # noqa: E731
     return (f"- the RL phase's time, mean per update over {len(curve)} updates: {total:.2f} s, of which sampling the "
