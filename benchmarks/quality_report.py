@@ -89,16 +89,15 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
         lines += [f"- the RL reward's BLEU: `LinearBLEU` at the snapshot's mean per-sentence valid statistics "
                   f"(output and reference length, 1- to 4-gram matches, 1- to 4-gram totals): {point}"
                   + ("; re-linearised after each update at its rollout's statistics" if a.get("rl_bleu") == "moving" else "")]
-    if r.get("mle_rl", {}).get("rl_curve"):
-        curve = r["mle_rl"]["rl_curve"]
+    curve = r.get("mle_rl", {}).get("rl_curve", [])  # per RL update; runs before 8a7a648 have no timing columns
+    if curve:
         tenth = max(1, len(curve) // 10)
         first, last = (np.mean([c["length_ratio"] for c in part]) for part in (curve[:tenth], curve[-tenth:]))
         lines += [f"- the RL phase's sampled outputs (temperature {a['rl_temperature']:g}, train split): output/reference "
                   f"length ratio {first:.3f} over its first {tenth} updates, {last:.3f} over its last {tenth}"]
-    timed = [c for c in r.get("mle_rl", {}).get("rl_curve", []) if "update_seconds" in c]
-    if timed:
-        lines += [_rl_time_line(timed)]
-    held = [c for c in r.get("mle_rl", {}).get("rl_curve", []) if "greedy_length_ratio" in c]
+    if curve and "update_seconds" in curve[0]:
+        lines += [_rl_time_line(curve)]
+    held = [c for c in curve if "greedy_length_ratio" in c]
     if held:
         lines += [f"- the greedy length hold (`PPOConfig.hold_greedy_length`, {a['rl_hold_greedy']:,} training sources, "
                   f"{len(held)} decodes): their greedy output/reference length ratio {held[0]['greedy_length_ratio']:.3f} "
