@@ -92,6 +92,8 @@ def recipe_of(args: dict[str, Any]) -> str:
         parts.append(f"RL {args['rl_minutes']:g} min")
     if args.get("rl_temperature", 0.5) != 0.5:
         parts.append(f"rollouts at T {args['rl_temperature']:g}")
+    if args.get("rl_envs", 256) != 256:
+        parts.append(f"{args['rl_envs']} episodes per update")
     if args.get("rl_seed") is not None and args["rl_seed"] != args["seed"]:
         parts.append(f"RL seed {args['rl_seed']}")
     if args.get("dropout", 0.1) != 0.1:

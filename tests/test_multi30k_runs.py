@@ -113,6 +113,8 @@ def test_the_recipe_names_what_tells_runs_apart():
     assert recipe_of({**ARGS, "rl_length_weight": 0.5, "rl_mle_coef": 1.0}).endswith("length x0.5, MLE term x1")
     assert recipe_of({**ARGS, "rl_minutes": 20.0, "rl_temperature": 0.3}).endswith("RL 20 min, rollouts at T 0.3")
     assert recipe_of({**ARGS, "rl_minutes": 10.0, "rl_temperature": 0.5}) == recipe_of(ARGS), "the defaults go unsaid"
+    assert recipe_of({**ARGS, "rl_envs": 128}).endswith("moving point, 128 episodes per update")
+    assert recipe_of({**ARGS, "rl_envs": 256}) == recipe_of(ARGS), "the default rollout goes unsaid"
     assert recipe_of({**ARGS, "rl_hold_greedy": 256, "rl_seed": 7}).endswith("greedy length held on 256 sources, RL seed 7")
     assert recipe_of({**ARGS, "rl_hold_greedy": 256, "rl_hold_ratio": 1.0}).endswith(
         "greedy length held on 256 sources at 1 of the references'")
