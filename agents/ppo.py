@@ -139,7 +139,8 @@ class PPOConfig:
     """Weight of a maximum-likelihood term in every minibatch's loss: the mean negative log-likelihood of
     the references of the minibatch's examples under the policy that samples (its action mask and
     temperature), scored in the same teacher-forced pass (GNMT's mixed objective, Wu et al. 2016: RL
-    fine-tuning that keeps learning from the data). 0 turns it off. Needs ``Rollout.references``."""
+    fine-tuning that keeps learning from the data), each distinct example's once per minibatch however many
+    times it was sampled. 0 turns it off. Needs ``Rollout.references``."""
     schedule: str = "constant"
     """How the shaping weights move during training: constant, linear, cosine, adaptive."""
     weights_start: dict[str, float] = field(default_factory=dict)
@@ -281,6 +282,7 @@ def minibatch_loss(
     token_total: int | None = None,
     reference_total: int | None = None,
     encoded: tuple[torch.Tensor, torch.Tensor] | None = None,
+    reference_of: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss of the sequences ``rows`` of a rollout (one teacher-forced pass), and its parts.
 
@@ -292,6 +294,8 @@ def minibatch_loss(
 
     With ``config.mle_coef`` the same pass also scores the rows' references (``batch.references``, the
     first ``reference_width`` columns): their sequences are stacked under the sampled ones.
+    ``reference_of``: positions in ``rows`` of the rows whose references are scored (``ppo_update`` passes
+    one row per distinct example, as RLOO samples each example k times); None: every row's.
 
     ``token_total`` / ``reference_total``: where ``rows`` are one group of a larger minibatch, that
     minibatch's count of sampled tokens / scorable reference tokens. Every mean is then a sum over these
@@ -309,18 +313,19 @@ def minibatch_loss(
         if batch.references is None:
             raise ValueError("mle_coef > 0 needs the rollout's references (Rollout.references)")
         R = batch.references.shape[1] if reference_width is None else reference_width
-        references = batch.references[rows, :R]
+        at = torch.arange(len(rows), device=rows.device) if reference_of is None else reference_of
+        references = batch.references[rows[at], :R]  # (B', R)
         width_both = max(T, R)
-        source = torch.cat([source, source])  # (2B, S)
+        source = torch.cat([source, source[at]])  # (B + B', S)
         if encoded is not None:
-            encoded = (torch.cat([encoded[0], encoded[0]]), torch.cat([encoded[1], encoded[1]]))
-        actions = torch.cat([F.pad(actions, (0, width_both - T)), F.pad(references, (0, width_both - R))])  # (2B, T')
+            encoded = (torch.cat([encoded[0], encoded[0][at]]), torch.cat([encoded[1], encoded[1][at]]))
+        actions = torch.cat([F.pad(actions, (0, width_both - T)), F.pad(references, (0, width_both - R))])  # (B + B', T')
     with autocast if autocast is not None else contextlib.nullcontext():
-        new_logp, entropy, new_values = model(source, actions, action_mask, encoded)  # (B, T) each, (2B, T') with mle_coef
+        new_logp, entropy, new_values = model(source, actions, action_mask, encoded)  # (B, T) each, (B + B', T') with mle_coef
     new_logp, entropy, new_values = new_logp.float(), entropy.float(), new_values.float()
     if config.mle_coef:
         b = len(rows)
-        ref_logp = new_logp[b:, :R]  # (B, R)
+        ref_logp = new_logp[b:, :R]  # (B', R)
         # Reference tokens the action mask forbids (an UNK, say) have no finite log-probability: left out.
         ref_mask = (references != PAD) & (ref_logp > torch.finfo(ref_logp.dtype).min)
         mle_nll = -masked_mean(ref_logp, ref_mask, reference_total)
@@ -411,16 +416,21 @@ def ppo_update(
             minibatch = perm[start : start + size]
             parts_of = split_by_length(minibatch, batch.lengths, source_len, groups)
             shared = encode_distinct(model, batch, minibatch, source_len, autocast) if share else None
+            scores_reference = first_of_each_example(batch, minibatch) if config.mle_coef else None
             totals = {}
             if len(parts_of) > 1:
                 totals["token_total"] = int(batch.lengths[minibatch].sum())
                 if reference_ok is not None:
-                    totals["reference_total"] = int(reference_ok[minibatch].sum())
+                    totals["reference_total"] = int(reference_ok[minibatch[scores_reference[minibatch]]].sum())
             optimizer.zero_grad(set_to_none=True)
             parts: dict[str, torch.Tensor] = {}
             for i, rows in enumerate(parts_of):
                 width, source_width = max(int(batch.lengths[rows].max()), 1), max(int(source_len[rows].max()), 1)
-                reference_width = None if reference_len is None else max(int(reference_len[rows].max()), 1)
+                reference_of = reference_width = None
+                if scores_reference is not None and reference_len is not None:
+                    at = np.flatnonzero(scores_reference[rows])  # this group's rows whose references are scored
+                    reference_of = torch.as_tensor(at, device=batch.mask.device)
+                    reference_width = max(int(reference_len[rows[at]].max(initial=0)), 1)
                 # DistributedDataParallel: gradients are averaged over ranks once, at the last group's backward
                 with model.no_sync() if ddp and i < len(parts_of) - 1 else contextlib.nullcontext():
                     encoded = None
@@ -429,7 +439,8 @@ def ppo_update(
                         encoded = (shared[1][slots, :source_width], shared[3][slots, :source_width])
                     loss, group_parts = minibatch_loss(
                         model, batch, torch.as_tensor(rows, device=batch.mask.device), advantages, returns, config,
-                        action_mask, autocast, width, source_width, reference_width, **totals, encoded=encoded)
+                        action_mask, autocast, width, source_width, reference_width, **totals, encoded=encoded,
+                        reference_of=reference_of)
                     loss.backward()
                 for name, v in group_parts.items():
                     parts[name] = parts[name] + v if name in parts else v
@@ -455,6 +466,16 @@ def minibatch_order(n: int, config: PPOConfig, rng: np.random.Generator) -> np.n
     whole groups and its distinct sources are few (``encode_distinct``); the other algorithms permute rows."""
     k = config.rloo_k if config.algo == "rloo" and n % config.rloo_k == 0 else 1
     return (rng.permutation(n // k)[:, None] * k + np.arange(k)).ravel()
+
+
+def first_of_each_example(batch: Rollout, minibatch: np.ndarray) -> np.ndarray:
+    """(N,) bool: True at the first row of ``minibatch`` that plays each of its examples. The MLE term
+    scores a reference once per minibatch, not once per sample of it (RLOO samples each example k times; a
+    minibatch of whole groups gives the same mean at 1/k of the reference rows)."""
+    first = np.zeros(batch.actions.shape[0], dtype=bool)
+    _, at = np.unique(np.asarray(batch.example_ids)[minibatch], return_index=True)
+    first[minibatch[at]] = True
+    return first
 
 
 def encode_distinct(

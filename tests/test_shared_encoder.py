@@ -111,3 +111,37 @@ def test_the_update_with_a_shared_encoder_is_the_update_that_encodes_every_row(g
         if name.startswith("encoder."):
             encoder_moved |= not torch.equal(weight, start.state_dict()[name])
     assert encoder_moved, "the encoder's backward must run with a shared encoder (the check can fail)"
+
+
+@pytest.mark.parametrize("groups, share", [(1, False), (3, True)])
+def test_the_mle_term_scores_each_examples_reference_once_with_the_same_update(monkeypatch, groups, share):
+    """RLOO plays each example k times; ppo_update scores its reference once per minibatch
+    (``first_of_each_example``). Minibatches hold whole groups, so the mean NLL and the update are those of
+    scoring every row's reference (monkeypatched back), up to float rounding."""
+    import agents.ppo as ppo_module
+
+    task = make_task("translation")
+    start, batch = _rloo_rollout(task)
+    assert len(set(batch.example_ids.tolist())) == 4, "four distinct examples, four samples each"
+    first = ppo_module.first_of_each_example(batch, np.arange(16))
+    assert first.sum() == 4 and sorted(batch.example_ids[first].tolist()) == sorted(set(batch.example_ids.tolist()))
+    mask = torch.as_tensor(task.action_mask())
+    results = []
+    for once in (True, False):
+        if not once:
+            monkeypatch.setattr(ppo_module, "first_of_each_example", lambda b, rows: np.ones(len(b.example_ids), bool))
+        model = PolicyModel(start.config).eval()
+        model.load_state_dict(start.state_dict())
+        config = PPOConfig(algo="rloo", num_envs=16, num_minibatches=2, rloo_k=4, length_groups=groups,
+                           mle_coef=0.5, share_encoder=share)
+        advantages, returns = advantages_for(batch, batch.rewards, config)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        stats = ppo_update(ActionEvaluator(model), optimizer, batch, advantages, returns, config, mask,
+                           np.random.default_rng(0))
+        results.append((stats, model.state_dict()))
+    (once_stats, once_weights), (every_stats, every_weights) = results
+    assert once_stats["mle_nll"] > 0
+    for key in every_stats:
+        assert once_stats[key] == pytest.approx(every_stats[key], rel=1e-4, abs=1e-6), key
+    for name, weight in every_weights.items():
+        torch.testing.assert_close(once_weights[name], weight, atol=2e-6, rtol=1e-4, msg=name)
