@@ -232,6 +232,24 @@ def test_finished_rows_benchmark_runs_and_decodes_the_same_tokens(tmp_path: Path
     assert "Greedy tokens the same both ways: yes" in text and "Command: `python -m benchmarks.finished_rows" in text
 
 
+def test_rollout_start_benchmark_runs_plays_the_same_greedy_tokens_and_puts_collects_start_back(tmp_path: Path) -> None:
+    import agents.rollout as rollout_module
+    from benchmarks.rollout_start import main as rollout_start
+
+    start = rollout_module.start_distinct
+    out = tmp_path / "rollout_start.md"
+    rows = rollout_start(["--task", "translation", "--model", "tiny", "--num-envs", "16", "--repeats", "1",
+                          "--out", str(out)])
+    assert rollout_module.start_distinct is start, "the benchmark puts collect's start back"
+    assert len(rows) == 4 and all(r["seconds"] > 0 for r in rows)
+    assert [r["speedup"] for r in rows if r["setting"] == "every row, full width"] == [1.0, 1.0]
+    text = out.read_text()
+    assert "Greedy rollout plays the same tokens both ways: yes" in text
+    assert "Command: `python -m benchmarks.rollout_start" in text
+    with pytest.raises(SystemExit):
+        rollout_start(["--task", "translation", "--model", "tiny", "--num-envs", "16", "--rloo-k", "3"])
+
+
 def test_shared_encoder_benchmark_runs_and_finds_the_same_update(tmp_path: Path) -> None:
     from benchmarks.shared_encoder import main as shared_encoder
 

@@ -145,3 +145,48 @@ def test_the_mle_term_scores_each_examples_reference_once_with_the_same_update(m
         assert once_stats[key] == pytest.approx(every_stats[key], rel=1e-4, abs=1e-6), key
     for name, weight in every_weights.items():
         torch.testing.assert_close(once_weights[name], weight, atol=2e-6, rtol=1e-4, msg=name)
+
+
+def test_a_rloo_rollout_encodes_each_distinct_source_once_on_the_columns_in_use(monkeypatch):
+    """collect starts the decode with ``start_distinct``: the k samples of an example share one encoder
+    row, and the trailing all-PAD columns of the env's padded sources are not encoded."""
+    task = make_task("translation")
+    torch.manual_seed(0)
+    model = PolicyModel(ModelConfig.preset("tiny", len(task.vocab), task.max_source_len, task.max_generation_len)).eval()
+    encoded = []
+    encode = model.encode
+    monkeypatch.setattr(model, "encode", lambda source, embedded=None: encoded.append(tuple(source.shape)) or encode(source, embedded))
+    env = BatchedInstantRewardEnv(num_envs=16, task=task, info_text=False, copy=False)
+    examples = np.repeat([3, 11, 3, 40], 4)  # three distinct examples, one of them in two groups
+    batch = collect(model, env, seed=0, generator=torch.Generator().manual_seed(0), example_ids=examples)
+    width = int(env.episodes.examples.source_len[examples].max())
+    assert width < task.max_source_len, "the test needs sources shorter than the cap"
+    assert encoded == [(3, width)]
+    assert batch.source.shape == (16, task.max_source_len), "the rollout keeps the env's full-width sources"
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_a_rollout_started_on_distinct_sources_plays_the_episodes_of_the_plain_start(monkeypatch, greedy):
+    """start_distinct only saves work: episodes, rewards and scores are those of ``model.start`` on the
+    full (N, S) sources; log-probabilities and values up to float rounding."""
+    import agents.rollout as rollout_module
+
+    task = make_task("translation")
+    torch.manual_seed(1)
+    model = PolicyModel(ModelConfig.preset("tiny", len(task.vocab), task.max_source_len, task.max_generation_len)).eval()
+    examples = np.repeat(np.random.default_rng(1).integers(len(task.examples("train").source_len), size=6), 4)
+    batches = []
+    for start in (rollout_module.start_distinct, lambda m, source: m.start(source)):
+        monkeypatch.setattr(rollout_module, "start_distinct", start)
+        env = BatchedInstantRewardEnv(num_envs=24, task=task, info_text=False, copy=False)
+        batches.append(collect(model, env, seed=2, generator=torch.Generator().manual_seed(2), greedy=greedy,
+                               example_ids=examples))
+    shared, plain = batches
+    np.testing.assert_array_equal(shared.lengths, plain.lengths)
+    np.testing.assert_array_equal(shared.scores, plain.scores)
+    for name in ("source", "actions", "mask", "rewards"):
+        assert torch.equal(getattr(shared, name), getattr(plain, name)), name
+    for name in ("logprobs", "values"):
+        torch.testing.assert_close(getattr(shared, name), getattr(plain, name), atol=1e-5, rtol=0, msg=name)
+    if not greedy:
+        assert len({tuple(a.tolist()) for a in shared.actions}) > 6, "the samples of an example differ"
