@@ -98,6 +98,8 @@ def recipe_of(args: dict[str, Any]) -> str:
         parts.append(f"RL seed {args['rl_seed']}")
     if args.get("dropout", 0.1) != 0.1:
         parts.append(f"dropout {args['dropout']:g}")
+    if args.get("precision", "fp32") != "fp32":  # absent from runs before --precision: they ran fp32
+        parts.append(f"{args['precision']} training")
     return ", ".join(parts)
 
 

@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="multi30k: decays of moving averages of the weights (agents.supervised.WeightAverage) "
                              "kept beside the last weights; each MLE arm is scored with whichever has the best valid "
                              "BLEU (test never chooses), all reported. None (default): the last weights")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                        help="multi30k: matrix products of both arms' training (MLE and RL) in bf16 (torch.autocast; "
+                             "weights, Adam, heads and losses float32) or fp32; the BLEU decodes run in fp32")
     parser.add_argument("--rl-algo", default="rloo", choices=["ppo", "reinforce", "rloo"])
     parser.add_argument("--rl-lr", type=float, default=1e-5)
     parser.add_argument("--rl-temperature", type=float, default=0.5)
@@ -206,8 +209,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return results
 
 
-MLE_OPTIONS = ("model", "minutes", "rl_minutes", "eval_minutes", "batch_size", "lr", "warmup", "dropout", "ema", "seed")
+MLE_OPTIONS = ("model", "minutes", "rl_minutes", "eval_minutes", "batch_size", "lr", "warmup", "dropout", "ema", "seed",
+               "precision")
 """The options that decide the multi30k part's MLE arm and the RL arm's start: ``--rl-from`` needs them equal."""
+AS_RUN_BEFORE = {"precision": "fp32"}
+"""Options that runs older than them lack, with the value those runs ran with."""
 
 
 def earlier_mle_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -221,8 +227,9 @@ def earlier_mle_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     if missing or "mle_snapshot" not in record:
         parser.error(f"--rl-from {run}: the run did not keep its weights ({', '.join(missing) or 'no RL arm'}); "
                      "only runs of this version of the part do")
-    differ = [f"--{k.replace('_', '-')} {record['args'].get(k)!r} there, {getattr(args, k)!r} here"
-              for k in MLE_OPTIONS if record["args"].get(k) != getattr(args, k)]
+    there = {k: record["args"].get(k, AS_RUN_BEFORE.get(k)) for k in MLE_OPTIONS}
+    differ = [f"--{k.replace('_', '-')} {there[k]!r} there, {getattr(args, k)!r} here"
+              for k in MLE_OPTIONS if there[k] != getattr(args, k)]
     if differ:
         parser.error(f"--rl-from {run}: the MLE options differ: " + "; ".join(differ))
 
@@ -343,7 +350,8 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
         print(f"multi30k MLE arm and RL start from {args.rl_from} ({earlier['command']})", flush=True)
     else:
         print(f"multi30k MLE: {args.model} ({model.num_parameters() / 1e6:.1f}M parameters), {args.minutes:g} min", flush=True)
-        losses = mle_train(model, task, mle, seed=args.seed, on_step=on_step, average=candidates)
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if args.precision == "bf16" else None
+        losses = mle_train(model, task, mle, seed=args.seed, autocast=autocast, on_step=on_step, average=candidates)
         result = {"parameters": model.num_parameters(), "mle_steps": len(losses),
                   "mle_train_seconds": time.perf_counter() - clock["start"] - clock["outside"], "valid_curve": curve}
         chosen = {}
@@ -399,7 +407,8 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
             reward["task_kwargs"] = {"bleu_point": point.tolist()}
         hold_rows = range(min(args.rl_hold_length, len(task.examples("train"))))
         hold_target = greedy_length(model, task, hold_rows) if args.rl_hold_length else 0
-        summary = rl_from(model, model, task.name, args, args.rl_minutes, ppo, eval_examples=256, **reward)
+        summary = rl_from(model, model, task.name, args, args.rl_minutes, ppo, eval_examples=256,
+                          precision=args.precision, **reward)
         rl_choice = {}
         if summary["averages"]:  # the RL arm's weights are chosen on valid as the MLE arms' are (outside the budget)
             name, scores, state = choose_weights(model, {"last weights": state_of(model), **summary["averages"]},

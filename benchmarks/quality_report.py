@@ -39,7 +39,10 @@ def _multi30k_section(r: dict[str, Any]) -> list[str]:
              f"Model: `{a['model']}` ({r['parameters'] / 1e6:.1f}M parameters), from scratch, seed {a['seed']}. "
              f"MLE: batch {a['batch_size']} sentences (length buckets), Adam (0.9, 0.98), peak lr {a['lr']:g}, "
              f"warm-up {a['warmup']} steps then inverse-sqrt decay, dropout {a.get('dropout', 0.1)}, "
-             "label smoothing 0.1; budget "
+             "label smoothing 0.1; "
+             + ("matrix products of both arms' training in bf16 (torch.autocast on the CPU; weights, Adam, heads and "
+                "losses float32; decoding float32); " if a.get("precision") == "bf16" else "")
+             + "budget "
              f"{a['minutes']:g} min of optimiser steps per arm (evaluations excluded). "
              + _ema_sentence(a)
              + "Protocol: the docstring of `benchmarks/quality.py`.", "",

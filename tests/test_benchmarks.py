@@ -250,6 +250,20 @@ def test_rollout_start_benchmark_runs_plays_the_same_greedy_tokens_and_puts_coll
         rollout_start(["--task", "translation", "--model", "tiny", "--num-envs", "16", "--rloo-k", "3"])
 
 
+def test_precision_benchmark_times_each_job_in_both_precisions(tmp_path: Path) -> None:
+    from benchmarks.precision import main as precision
+
+    out = tmp_path / "precision.md"
+    rows = precision(["--task", "translation", "--model", "tiny", "--batch-size", "16", "--num-envs", "16",
+                      "--repeats", "1", "--out", str(out)])
+    assert [(r["job"].split(",")[0], r["precision"]) for r in rows] == [
+        (job, p) for job in ("MLE step", "RLOO update", "RLOO rollout") for p in ("fp32", "bf16")]
+    assert all(r["seconds"] > 0 for r in rows) and [r["speedup"] for r in rows[::2]] == [1.0, 1.0, 1.0]
+    assert "Command: `python -m benchmarks.precision --task translation --model tiny" in out.read_text()
+    with pytest.raises(SystemExit):
+        precision(["--task", "translation", "--model", "tiny", "--num-envs", "12", "--rloo-k", "4"])
+
+
 def test_shared_encoder_benchmark_runs_and_finds_the_same_update(tmp_path: Path) -> None:
     from benchmarks.shared_encoder import main as shared_encoder
 

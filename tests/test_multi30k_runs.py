@@ -122,6 +122,8 @@ def test_the_recipe_names_what_tells_runs_apart():
     assert recipe_of({**ARGS, "rl_ema": [0.99, 0.98]}).endswith("moving point, RL EMA 0.98/0.99")
     assert recipe_of({**ARGS, "rl_share_encoder": True}) == "EMA, RLOO lr 2e-05, 4 length groups, encoder once per source, moving point"
     assert recipe_of({**ARGS, "rl_share_encoder": False}) == recipe_of(ARGS), "per-row encoding (the old runs') goes unsaid"
+    assert recipe_of({**ARGS, "precision": "bf16"}) == recipe_of(ARGS) + ", bf16 training"
+    assert recipe_of({**ARGS, "precision": "fp32"}) == recipe_of(ARGS), "fp32 (the old runs') goes unsaid"
 
 
 def test_the_committed_table_is_up_to_date_with_the_committed_results():

@@ -3,12 +3,14 @@ BLEU statistics for the paired bootstrap against sacrebleu (always run)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import sacrebleu
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from shipped import shipped
@@ -25,7 +27,7 @@ def data_dir() -> Path:
     return shipped("multi30k")
 
 
-def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_dir, monkeypatch):
+def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_dir, monkeypatch, capsys):
     monkeypatch.setenv("IR_DATA_DIR", str(data_dir))
     (tmp_path / "quality.json").write_text(json.dumps({"kept": {"from": "an earlier run"}}))
     rl_runs, rl_from = [], quality.rl_from
@@ -35,13 +37,22 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
         return rl_from(*args, **run)
 
     monkeypatch.setattr(quality, "rl_from", recording_rl_from)
+    import agents.supervised
     import agents.trainer
 
-    seeds, train = [], agents.trainer.train
-    monkeypatch.setattr(agents.trainer, "train", lambda config: seeds.append(config.seed) or train(config))
+    seeds, precisions, train = [], [], agents.trainer.train
+    monkeypatch.setattr(agents.trainer, "train", lambda config: seeds.append(config.seed) or precisions.append(config.precision) or train(config))
+    mle_autocasts, mle_train = [], agents.supervised.mle_train
+
+    def recording_mle_train(*args, autocast=None, **kwargs):
+        mle_autocasts.append(None if autocast is None else (autocast.device, autocast.fast_dtype))
+        return mle_train(*args, autocast=autocast, **kwargs)
+
+    monkeypatch.setattr(agents.supervised, "mle_train", recording_mle_train)
     main(["--parts", "multi30k", "--model", "tiny", "--minutes", "0.12", "--rl-minutes", "0.04",
-          "--eval-minutes", "0.04", "--rl-envs", "16", "--threads", "1", "--ema", "0.998", "0.9",
+          "--eval-minutes", "0.04", "--rl-envs", "16", "--threads", "1", "--ema", "0.998", "0.9", "--precision", "bf16",
           "--rl-length-weight", "0.5", "--rl-bleu", "moving", "--rl-hold-length", "32", "--out", str(tmp_path)])
+    assert mle_autocasts == [("cpu", torch.bfloat16)] and precisions == ["bf16"], "--precision reaches both arms"
     assert [(run["reward"], run["reward_weights"]) for run in rl_runs] == [("mixed", {"instant": 1.0, "length": 0.5})]
     point = rl_runs[0]["task_kwargs"]["bleu_point"]  # LinearBLEU at the snapshot's mean valid statistics
     assert len(point) == 10 and all(x > 0 for x in point) and point[2] <= point[6]
@@ -115,7 +126,7 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
 
     # --rl-from: a second RL arm on this run's MLE weights, here with the greedy length held during RL
     same = ["--parts", "multi30k", "--model", "tiny", "--minutes", "0.12", "--rl-minutes", "0.04", "--eval-minutes",
-            "0.04", "--threads", "1", "--ema", "0.998", "0.9"]
+            "0.04", "--threads", "1", "--ema", "0.998", "0.9", "--precision", "bf16"]
     again = tmp_path / "again"
     main([*same, "--rl-envs", "16", "--rl-length-weight", "0.5", "--rl-hold-greedy", "16", "--rl-hold-ratio", "1.0", "--rl-seed", "5",
           "--no-rl-share-encoder", "--rl-ema", "0.5", "0.9", "--rl-from", str(tmp_path), "--out", str(again)])
@@ -142,13 +153,27 @@ def test_multi30k_part_writes_both_arms_and_keeps_other_sections(tmp_path, data_
     assert f"{rl['weights']}, chosen on valid) |" in rerun_text
     assert sum(f"| MLE + RL, {name} of the RL phase (not chosen) |" in rerun_text for name in rl["candidates"]) == 2
     assert seeds == [0, 5], "--rl-seed seeds the RL phase alone"
+    assert mle_autocasts == [("cpu", torch.bfloat16)] and precisions == ["bf16", "bf16"], "no MLE run with --rl-from"
+    assert "matrix products of both arms' training in bf16" in text
     held = [c for c in rerun["mle_rl"]["rl_curve"] if "greedy_length_ratio" in c]
     assert held and held[0]["update"] == 1 and all(0.5 <= c["length_target"] <= 2.0 for c in held)
     assert f"- MLE arm and RL start reused from `{tmp_path}`, the run of `{r['command']}` ({r['date']}, {r['machine']})" in (
         again / "quality.md").read_text()
     with pytest.raises(SystemExit):  # another seed would be another MLE run
         main([*same, "--seed", "1", "--rl-from", str(tmp_path), "--out", str(tmp_path / "other")])
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # so would another precision
+        quality.earlier_mle_run(argparse.ArgumentParser(), argparse.Namespace(**{**r["args"], "precision": "fp32", "rl_from": str(tmp_path)}))
+    assert "--precision 'bf16' there, 'fp32' here" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
+    # a run from before --precision existed trained in fp32: it matches fp32 and only fp32
+    record = json.loads((tmp_path / "quality.json").read_text())
+    del record["multi30k"]["args"]["precision"]
+    (tmp_path / "quality.json").write_text(json.dumps(record))
+    quality.earlier_mle_run(argparse.ArgumentParser(), argparse.Namespace(**{**r["args"], "precision": "fp32", "rl_from": str(tmp_path)}))
+    with pytest.raises(SystemExit):
+        quality.earlier_mle_run(argparse.ArgumentParser(), argparse.Namespace(**{**r["args"], "rl_from": str(tmp_path)}))
+    assert "--precision 'fp32' there, 'bf16' here" in capsys.readouterr().err
 
 
 def test_sst2_part_reports_reward_and_judge_for_both_models(tmp_path, data_dir, monkeypatch):
