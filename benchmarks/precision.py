@@ -31,6 +31,7 @@ from agents.model import ModelConfig, PolicyModel, make_adam
 from agents.ppo import ActionEvaluator, PPOConfig, advantages_for, ppo_update
 from agents.rollout import collect
 from agents.supervised import reference_targets, sequence_loss
+from agents.trainer import autocast_for
 from benchmarks.finished_rows import stop_at_source_length
 from benchmarks.length_groups import reference_rollout
 from benchmarks.machine import machine_description
@@ -112,9 +113,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
         for job, run in jobs.items():
             for precision in PRECISIONS:
                 model.load_state_dict(start)
-                autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16"
-                            else contextlib.nullcontext())
-                elapsed = run(autocast)
+                autocast = autocast_for(precision, torch.device("cpu"))  # as RunConfig.precision runs it
+                elapsed = run(contextlib.nullcontext() if autocast is None else autocast)
                 if repeat:
                     seconds[job, precision].append(elapsed)
     result = []

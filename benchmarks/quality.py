@@ -298,6 +298,7 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
     from agents.model import ModelConfig, PolicyModel
     from agents.ppo import PPOConfig
     from agents.supervised import mle_train
+    from agents.trainer import autocast_for
     from benchmarks.weight_choice import WeightCandidates, choose_weights, state_of
     from ir_env.tasks.real import Multi30kTask
 
@@ -350,7 +351,7 @@ def run_multi30k(args: argparse.Namespace) -> dict[str, Any]:
         print(f"multi30k MLE arm and RL start from {args.rl_from} ({earlier['command']})", flush=True)
     else:
         print(f"multi30k MLE: {args.model} ({model.num_parameters() / 1e6:.1f}M parameters), {args.minutes:g} min", flush=True)
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if args.precision == "bf16" else None
+        autocast = autocast_for(args.precision, torch.device("cpu"))  # the RL phase's, through RunConfig.precision
         losses = mle_train(model, task, mle, seed=args.seed, autocast=autocast, on_step=on_step, average=candidates)
         result = {"parameters": model.num_parameters(), "mle_steps": len(losses),
                   "mle_train_seconds": time.perf_counter() - clock["start"] - clock["outside"], "valid_curve": curve}
