@@ -9,7 +9,9 @@ Reads the ``multi30k`` section of every ``quality*.json`` in ``benchmarks/result
 - one row per run: the recipe (the arguments that differ between runs), the seed, the MLE steps, the three
   arms' valid and test2016 BLEU, and RL against MLE alone with its paired-bootstrap 95% interval where the
   run recorded one;
-- for each recipe run on more than one seed, the mean of RL - MLE on each split and the seeds it covers;
+- for each recipe run on more than one MLE seed, the mean of RL - MLE on each split and the seeds it covers:
+  the RL runs on one MLE run (other RL seeds, reruns with ``--rl-from``) are averaged first, so each MLE run
+  counts once;
 - the selection check: the MLE arm's valid score is the best of several weight candidates chosen on valid,
   which favours MLE on valid. For each run with averaging at the full budget, how much the chosen
   candidate's valid - test gap exceeds the mean gap of all candidates, and the mean of that over the runs.
@@ -48,6 +50,7 @@ class Run:
     seed: int
     minutes: float
     recipe: str  # the arguments that tell recipes apart, in words
+    family: str  # the recipe without its RL seed: what the means over MLE seeds group by
     averaged: bool  # the MLE weights are chosen among moving averages (--ema)
     commit: str  # the code's commit where the file records it, else ""
     cpu: str  # the machine's processor, as the file records it (its MLE steps in the budget depend on it)
@@ -69,8 +72,11 @@ class Run:
         return self.rl[0] - self.mle[0], self.rl[1] - self.mle[1]
 
 
-def recipe_of(args: dict[str, Any]) -> str:
-    """The arguments that differ between the committed runs, in words (budget and seed are columns)."""
+def recipe_of(args: dict[str, Any], rl_seed: bool = True) -> str:
+    """The arguments that differ between the committed runs, in words (budget and seed are columns).
+
+    ``rl_seed=False`` leaves out a separate RL seed: runs that differ only in it are one recipe's RL spread.
+    """
     parts = ["EMA" if args.get("ema") else "last weights", f"{args.get('rl_algo', 'rloo').upper()} lr {args['rl_lr']:g}"]
     if args.get("rl_length_groups"):
         parts.append(f"{args['rl_length_groups']} length groups")
@@ -94,7 +100,7 @@ def recipe_of(args: dict[str, Any]) -> str:
         parts.append(f"rollouts at T {args['rl_temperature']:g}")
     if args.get("rl_envs", 256) != 256:
         parts.append(f"{args['rl_envs']} episodes per update")
-    if args.get("rl_seed") is not None and args["rl_seed"] != args["seed"]:
+    if rl_seed and args.get("rl_seed") is not None and args["rl_seed"] != args["seed"]:
         parts.append(f"RL seed {args['rl_seed']}")
     if args.get("dropout", 0.1) != 0.1:
         parts.append(f"dropout {args['dropout']:g}")
@@ -139,6 +145,7 @@ def load_run(path: Path) -> Run | None:
     averaged = bool(args.get("ema"))  # [] or 0.0 (older files) when off
     return Run(
         name=path.stem, seed=int(args["seed"]), minutes=float(args["minutes"]), recipe=recipe_of(args),
+        family=recipe_of(args, rl_seed=False),
         averaged=averaged,
         commit=machine.split("code: commit ")[1].split()[0].rstrip(";,") if "code: commit " in machine else "",
         cpu=cpu_of(machine), mle_steps=int(section["mle_steps"]),
@@ -201,20 +208,26 @@ def render(runs: list[Run]) -> str:
             f"| {r.mle[0]:.2f} / {r.mle[1]:.2f} | {r.start[0]:.2f} / {r.start[1]:.2f} | {r.rl[0]:.2f} / {r.rl[1]:.2f} "
             f"| {_gain_cell(r.gain[0], r.intervals[0])} | {_gain_cell(r.gain[1], r.intervals[1])} "
             + (f"| {r.lengths[0]:.3f} → {r.lengths[2]:.3f} | {r.lengths[1]:.3f} → {r.lengths[3]:.3f} |" if r.lengths else "| | |"))
-    lines += ["", f"## Recipes run on more than one seed at {FULL_BUDGET_MINUTES:g} minutes", "",
+    lines += ["", f"## Recipes run on more than one MLE seed at {FULL_BUDGET_MINUTES:g} minutes", "",
+              "The recipe without its RL seed. RL runs on one MLE run (other RL seeds, RL reruns) are averaged "
+              "first, so each MLE run counts once; (n): the mean of n RL runs on that MLE run.", "",
               "| recipe | seeds | RL - MLE valid, per seed | mean | RL - MLE test2016, per seed | mean |",
               "|---|---|---|---|---|---|"]
-    by_recipe: dict[str, list[Run]] = defaultdict(list)
+    by_recipe: dict[str, dict[tuple[str, str], list[Run]]] = defaultdict(lambda: defaultdict(list))
     for r in runs:
         if r.minutes == FULL_BUDGET_MINUTES:
-            by_recipe[r.recipe].append(r)
-    for recipe, group in by_recipe.items():
-        if len(group) < 2:
+            by_recipe[r.family][r.mle_key].append(r)
+    for recipe, by_mle in by_recipe.items():
+        if len(by_mle) < 2:
             continue
-        per_seed = [" / ".join(_signed(r.gain[split]) for r in group) for split in (0, 1)]
-        lines.append(f"| {recipe} | {', '.join(str(r.seed) for r in group)} | {per_seed[0]} "
-                     f"| **{_signed(mean(r.gain[0] for r in group))}** | {per_seed[1]} "
-                     f"| **{_signed(mean(r.gain[1] for r in group))}** |")
+        groups = sorted(by_mle.values(), key=lambda group: group[0].seed)
+        seeds = [group[0].seed for group in groups]
+        gains = [tuple(mean(r.gain[split] for r in group) for split in (0, 1)) for group in groups]
+        counts = ["" if len(group) == 1 else f" ({len(group)})" for group in groups]
+        per_seed = [" / ".join(_signed(g[split]) + n for g, n in zip(gains, counts)) for split in (0, 1)]
+        lines.append(f"| {recipe} | {', '.join(map(str, seeds))} | {per_seed[0]} "
+                     f"| **{_signed(mean(g[0] for g in gains))}** | {per_seed[1]} "
+                     f"| **{_signed(mean(g[1] for g in gains))}** |")
     shared: dict[tuple[str, str], list[Run]] = defaultdict(list)
     for r in runs:
         shared[r.mle_key].append(r)

@@ -96,6 +96,25 @@ def test_a_run_on_another_runs_mle_is_paired_with_it_and_its_mle_counted_once(tm
     assert "Mean over the 1 runs:" in table
 
 
+def test_rl_runs_on_one_mle_run_are_averaged_before_the_mean_over_mle_seeds(tmp_path):
+    first = {**_section(7, (35.0, 34.0), (35.5, 35.5)), "command": "python -m q --seed 7", "date": "2026-12-03T08:00"}
+    _write(tmp_path, "quality_s7", {"multi30k": first})
+    for name, rl_seed, rl in (("quality_s7_again", None, (35.3, 35.1)), ("quality_s7_rl8", 8, (35.6, 34.6))):
+        again = _section(7, (35.0, 34.0), rl, **({"rl_seed": rl_seed} if rl_seed else {}))
+        again.update(command="python -m q --rl-from /tmp/x", date="2026-12-03T09:00",
+                     mle_from={"run": "/tmp/x", "command": first["command"], "date": first["date"]})
+        _write(tmp_path, name, {"multi30k": again})
+    _write(tmp_path, "quality_s1", {"multi30k": _section(1, (36.0, 35.0), (36.0, 36.0))})
+    runs = load_runs(tmp_path)
+    assert {r.family for r in runs} == {recipe_of(ARGS)}
+    assert next(r for r in runs if r.name == "quality_s7_rl8").recipe == recipe_of(ARGS) + ", RL seed 8"
+    means = render(runs).split("## Recipes")[1].split("##")[0]
+    # seed 7: three RL runs, valid (0.5 + 0.3 + 0.6) / 3 = 0.47, test (1.5 + 1.1 + 0.6) / 3 = 1.07; seed 1: 0.0 / 1.0
+    assert (f"| {recipe_of(ARGS)} | 1, 7 | +0.00 / +0.47 (3) | **+0.23** | +1.00 / +1.07 (3) | **+1.03** |"
+            in means), means
+    assert means.count(f"| {recipe_of(ARGS)}") == 1, "the RL seed's run is not a recipe of its own"
+
+
 def test_check_fails_until_the_table_is_rendered_again(tmp_path, capsys):
     _write(tmp_path, "quality_a", {"multi30k": _section(0, (36.0, 35.0), (36.5, 36.2))})
     assert main(["--results", str(tmp_path), "--check"]) == 1
@@ -119,6 +138,7 @@ def test_the_recipe_names_what_tells_runs_apart():
     assert recipe_of({**ARGS, "rl_hold_greedy": 256, "rl_hold_ratio": 1.0}).endswith(
         "greedy length held on 256 sources at 1 of the references'")
     assert recipe_of({**ARGS, "rl_seed": 0}) == recipe_of(ARGS), "an RL seed equal to the run's goes unsaid"
+    assert recipe_of({**ARGS, "rl_seed": 7}, rl_seed=False) == recipe_of(ARGS), "the family leaves the RL seed out"
     assert recipe_of({**ARGS, "rl_ema": [0.99, 0.98]}).endswith("moving point, RL EMA 0.98/0.99")
     assert recipe_of({**ARGS, "rl_share_encoder": True}) == "EMA, RLOO lr 2e-05, 4 length groups, encoder once per source, moving point"
     assert recipe_of({**ARGS, "rl_share_encoder": False}) == recipe_of(ARGS), "per-row encoding (the old runs') goes unsaid"
