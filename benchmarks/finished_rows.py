@@ -28,7 +28,7 @@ import agents.model as model_module
 import agents.rollout as rollout_module
 from agents.model import ModelConfig, PolicyModel
 from agents.rollout import collect
-from benchmarks.machine import machine_description
+from benchmarks.machine import machine_description, write_results
 from ir_env import EOS, PAD, BatchedInstantRewardEnv, make_task
 
 
@@ -120,9 +120,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     print(text)
     if not same:
         raise SystemExit("greedy decoding differs when finished rows are dropped")
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    write_results(text, args.out)
     return rows
 
 

@@ -35,7 +35,7 @@ from agents.ppo import (
 )
 from agents.rollout import Rollout
 from agents.supervised import reference_targets
-from benchmarks.machine import machine_description
+from benchmarks.machine import machine_description, write_results
 from ir_env import PAD, make_task
 
 
@@ -143,9 +143,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     ]
     text = "\n".join(lines)
     print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    write_results(text, args.out)
     return rows
 
 

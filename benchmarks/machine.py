@@ -1,4 +1,5 @@
-"""One line describing the machine a benchmark ran on, for the header of every results file."""
+"""One line describing the machine a benchmark ran on, for the header of every results file, and the writing
+of that file."""
 
 from __future__ import annotations
 
@@ -69,3 +70,10 @@ def machine_description(code: str | None = None) -> str:
     except ImportError:
         pass
     return ", ".join(p for p in parts if p) + f"; {datetime.date.today().isoformat()}; code: {code or code_version()}"
+
+
+def write_results(text: str, out: Path | None) -> None:
+    """Write a benchmark's results file, making its folder as needed; nothing when ``out`` is None."""
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)

@@ -34,7 +34,7 @@ from agents.supervised import reference_targets, sequence_loss
 from agents.trainer import autocast_for
 from benchmarks.finished_rows import stop_at_source_length
 from benchmarks.length_groups import reference_rollout
-from benchmarks.machine import machine_description
+from benchmarks.machine import machine_description, write_results
 from ir_env import PAD, BatchedInstantRewardEnv, make_task
 
 PRECISIONS = ("fp32", "bf16")
@@ -144,9 +144,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     ]
     text = "\n".join(lines)
     print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    write_results(text, args.out)
     return result
 
 

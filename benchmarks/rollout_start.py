@@ -28,7 +28,7 @@ import agents.rollout as rollout_module
 from agents.model import ModelConfig, PolicyModel
 from agents.rollout import collect
 from benchmarks.finished_rows import stop_at_source_length
-from benchmarks.machine import machine_description
+from benchmarks.machine import machine_description, write_results
 from ir_env import BatchedInstantRewardEnv, make_task
 
 
@@ -114,9 +114,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     print(text)
     if not same:
         raise SystemExit("the greedy rollout plays different tokens when started on distinct sources")
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    write_results(text, args.out)
     return rows
 
 

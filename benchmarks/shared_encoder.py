@@ -28,7 +28,7 @@ import torch
 from agents.model import ModelConfig, PolicyModel, make_adam
 from agents.ppo import ActionEvaluator, PPOConfig, advantages_for, ppo_update
 from benchmarks.length_groups import reference_rollout
-from benchmarks.machine import machine_description
+from benchmarks.machine import machine_description, write_results
 from ir_env import PAD, make_task
 
 
@@ -104,9 +104,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     ]
     text = "\n".join(lines)
     print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    write_results(text, args.out)
     return rows
 
 

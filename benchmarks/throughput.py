@@ -47,7 +47,7 @@ import numpy as np
 
 from benchmarks.env_drivers import COPY_PROB
 from benchmarks.long_targets import DEFAULT_NUM_EXAMPLES
-from benchmarks.machine import machine_description
+from benchmarks.machine import machine_description, write_results
 from benchmarks.timing import (
     CONTENDED,
     QUICK,
@@ -367,8 +367,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     )
     text = report(sections, command, settings, time.perf_counter() - start, load)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    write_results(text, args.out)
     bench.log(f"wrote {args.out}")
     return args.out
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.machine import code_version, machine_description
+from benchmarks.machine import code_version, machine_description, write_results
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
@@ -42,3 +42,11 @@ def test_code_version_outside_a_checkout_says_unknown(tmp_path: Path) -> None:
 
 def test_machine_description_ends_with_the_code_version() -> None:
     assert machine_description().endswith(f"; code: {code_version()}")
+
+
+def test_write_results_makes_the_folder_and_writes_nothing_without_a_path(tmp_path):
+    out = tmp_path / "new" / "deeper" / "table.md"
+    write_results("| a |\n", out)
+    assert out.read_text() == "| a |\n"
+    write_results("ignored", None)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["deeper", "new", "table.md"]
