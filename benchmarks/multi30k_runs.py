@@ -11,7 +11,9 @@ Reads the ``multi30k`` section of every ``quality*.json`` in ``benchmarks/result
   run recorded one;
 - for each recipe run on more than one MLE seed, the mean of RL - MLE on each split and the seeds it covers:
   the RL runs on one MLE run (other RL seeds, reruns with ``--rl-from``) are averaged first, so each MLE run
-  counts once;
+  counts once; and where one RL objective was run both before and after a change that only reorganises its
+  computation (``--rl-share-encoder``: the encoder once per source, the same gradients up to rounding), the
+  mean over all those MLE runs;
 - the selection check: the MLE arm's valid score is the best of several weight candidates chosen on valid,
   which favours MLE on valid. For each run with averaging at the full budget, how much the chosen
   candidate's valid - test gap exceeds the mean gap of all candidates, and the mean of that over the runs.
@@ -51,6 +53,7 @@ class Run:
     minutes: float
     recipe: str  # the arguments that tell recipes apart, in words
     family: str  # the recipe without its RL seed: what the means over MLE seeds group by
+    objective: str  # the family without computation-only settings (the encoder once per source)
     averaged: bool  # the MLE weights are chosen among moving averages (--ema)
     commit: str  # the code's commit where the file records it, else ""
     cpu: str  # the machine's processor, as the file records it (its MLE steps in the budget depend on it)
@@ -72,15 +75,17 @@ class Run:
         return self.rl[0] - self.mle[0], self.rl[1] - self.mle[1]
 
 
-def recipe_of(args: dict[str, Any], rl_seed: bool = True) -> str:
+def recipe_of(args: dict[str, Any], rl_seed: bool = True, computation: bool = True) -> str:
     """The arguments that differ between the committed runs, in words (budget and seed are columns).
 
     ``rl_seed=False`` leaves out a separate RL seed: runs that differ only in it are one recipe's RL spread.
+    ``computation=False`` leaves out the encoder once per source, which changes how the update is computed
+    and not what it computes (the same gradients up to float rounding; see ``PPOConfig.share_encoder``).
     """
     parts = ["EMA" if args.get("ema") else "last weights", f"{args.get('rl_algo', 'rloo').upper()} lr {args['rl_lr']:g}"]
     if args.get("rl_length_groups"):
         parts.append(f"{args['rl_length_groups']} length groups")
-    if args.get("rl_share_encoder"):  # absent from runs before ef0c489: they encoded every row
+    if computation and args.get("rl_share_encoder"):  # absent from runs before ef0c489: they encoded every row
         parts.append("encoder once per source")
     parts.append(REWARD_NAMES[args.get("rl_bleu")])
     if args.get("rl_length_weight"):
@@ -145,7 +150,7 @@ def load_run(path: Path) -> Run | None:
     averaged = bool(args.get("ema"))  # [] or 0.0 (older files) when off
     return Run(
         name=path.stem, seed=int(args["seed"]), minutes=float(args["minutes"]), recipe=recipe_of(args),
-        family=recipe_of(args, rl_seed=False),
+        family=recipe_of(args, rl_seed=False), objective=recipe_of(args, rl_seed=False, computation=False),
         averaged=averaged,
         commit=machine.split("code: commit ")[1].split()[0].rstrip(";,") if "code: commit " in machine else "",
         cpu=cpu_of(machine), mle_steps=int(section["mle_steps"]),
@@ -186,6 +191,17 @@ def _mle_of(run: Run) -> str:
     return f", MLE of [{run.mle_of}]({run.mle_of}.md)" if run.mle_of.startswith("quality") else f", MLE of {run.mle_of}"
 
 
+def _mean_row(label: str, by_mle: dict[tuple[str, str], list[Run]]) -> str:
+    """One row of the means over MLE runs: each MLE run's RL runs averaged first, then the mean over MLE runs."""
+    groups = sorted(by_mle.values(), key=lambda group: group[0].seed)
+    seeds = [group[0].seed for group in groups]
+    gains = [tuple(mean(r.gain[split] for r in group) for split in (0, 1)) for group in groups]
+    counts = ["" if len(group) == 1 else f" ({len(group)})" for group in groups]
+    per_seed = [" / ".join(_signed(g[split]) + n for g, n in zip(gains, counts)) for split in (0, 1)]
+    return (f"| {label} | {', '.join(map(str, seeds))} | {per_seed[0]} | **{_signed(mean(g[0] for g in gains))}** "
+            f"| {per_seed[1]} | **{_signed(mean(g[1] for g in gains))}** |")
+
+
 def render(runs: list[Run]) -> str:
     """The Markdown table file."""
     lines = ["# Multi30k en->de: every committed quality run", "",
@@ -210,24 +226,21 @@ def render(runs: list[Run]) -> str:
             + (f"| {r.lengths[0]:.3f} → {r.lengths[2]:.3f} | {r.lengths[1]:.3f} → {r.lengths[3]:.3f} |" if r.lengths else "| | |"))
     lines += ["", f"## Recipes run on more than one MLE seed at {FULL_BUDGET_MINUTES:g} minutes", "",
               "The recipe without its RL seed. RL runs on one MLE run (other RL seeds, RL reruns) are averaged "
-              "first, so each MLE run counts once; (n): the mean of n RL runs on that MLE run.", "",
+              "first, so each MLE run counts once; (n): the mean of n RL runs on that MLE run. \"With and without "
+              "the encoder once per source\": one RL objective over the MLE runs from before and after that change, "
+              "which computes the same update (up to float rounding) in less time.", "",
               "| recipe | seeds | RL - MLE valid, per seed | mean | RL - MLE test2016, per seed | mean |",
               "|---|---|---|---|---|---|"]
     by_recipe: dict[str, dict[tuple[str, str], list[Run]]] = defaultdict(lambda: defaultdict(list))
+    by_objective: dict[str, dict[tuple[str, str], list[Run]]] = defaultdict(lambda: defaultdict(list))
     for r in runs:
         if r.minutes == FULL_BUDGET_MINUTES:
             by_recipe[r.family][r.mle_key].append(r)
-    for recipe, by_mle in by_recipe.items():
-        if len(by_mle) < 2:
-            continue
-        groups = sorted(by_mle.values(), key=lambda group: group[0].seed)
-        seeds = [group[0].seed for group in groups]
-        gains = [tuple(mean(r.gain[split] for r in group) for split in (0, 1)) for group in groups]
-        counts = ["" if len(group) == 1 else f" ({len(group)})" for group in groups]
-        per_seed = [" / ".join(_signed(g[split]) + n for g, n in zip(gains, counts)) for split in (0, 1)]
-        lines.append(f"| {recipe} | {', '.join(map(str, seeds))} | {per_seed[0]} "
-                     f"| **{_signed(mean(g[0] for g in gains))}** | {per_seed[1]} "
-                     f"| **{_signed(mean(g[1] for g in gains))}** |")
+            by_objective[r.objective][r.mle_key].append(r)
+    lines += [_mean_row(recipe, by_mle) for recipe, by_mle in by_recipe.items() if len(by_mle) > 1]
+    for objective, by_mle in by_objective.items():
+        if len(by_mle) > 1 and len({r.family for group in by_mle.values() for r in group}) > 1:
+            lines.append(_mean_row(f"{objective}; with and without the encoder once per source", by_mle))
     shared: dict[tuple[str, str], list[Run]] = defaultdict(list)
     for r in runs:
         shared[r.mle_key].append(r)

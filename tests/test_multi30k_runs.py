@@ -115,6 +115,26 @@ def test_rl_runs_on_one_mle_run_are_averaged_before_the_mean_over_mle_seeds(tmp_
     assert means.count(f"| {recipe_of(ARGS)}") == 1, "the RL seed's run is not a recipe of its own"
 
 
+def test_one_objective_before_and_after_the_encoder_once_change_gets_a_mean_over_all_its_mle_runs(tmp_path):
+    # seeds 1 and 2 encoded every row (older runs), seeds 3 and 4 ran the encoder once per source
+    for seed, gain, shared in ((1, (0.4, 1.0), False), (2, (0.2, 0.6), False), (3, (-0.2, 1.4), True), (4, (0.0, 0.2), True)):
+        rl = (35.0 + gain[0], 34.0 + gain[1])
+        _write(tmp_path, f"quality_s{seed}", {"multi30k": _section(seed, (35.0, 34.0), rl,
+                                                                   **({"rl_share_encoder": True} if shared else {}))})
+    _write(tmp_path, "quality_other", {"multi30k": _section(5, (35.0, 34.0), (36.0, 36.0), rl_length_weight=0.5)})
+    runs = load_runs(tmp_path)
+    assert {r.objective for r in runs if r.seed < 5} == {recipe_of(ARGS)}
+    assert recipe_of({**ARGS, "rl_share_encoder": True}, computation=False) == recipe_of(ARGS)
+    means = render(runs).split("## Recipes")[1].split("##")[0]
+    assert f"| {recipe_of(ARGS)} | 1, 2 | +0.40 / +0.20 | **+0.30** | +1.00 / +0.60 | **+0.80** |" in means, means
+    shared = recipe_of({**ARGS, "rl_share_encoder": True})
+    assert f"| {shared} | 3, 4 | −0.20 / +0.00 | **−0.10** | +1.40 / +0.20 | **+0.80** |" in means, means
+    # all four: valid (0.4 + 0.2 - 0.2 + 0.0) / 4 = 0.10, test (1.0 + 0.6 + 1.4 + 0.2) / 4 = 0.80
+    assert (f"| {recipe_of(ARGS)}; with and without the encoder once per source | 1, 2, 3, 4 "
+            f"| +0.40 / +0.20 / −0.20 / +0.00 | **+0.10** | +1.00 / +0.60 / +1.40 / +0.20 | **+0.80** |") in means, means
+    assert means.count("; with and without the encoder") == 1, "only an objective run both ways gets the row"
+
+
 def test_check_fails_until_the_table_is_rendered_again(tmp_path, capsys):
     _write(tmp_path, "quality_a", {"multi30k": _section(0, (36.0, 35.0), (36.5, 36.2))})
     assert main(["--results", str(tmp_path), "--check"]) == 1
